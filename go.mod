@@ -1,0 +1,3 @@
+module github.com/doubtfire-lms/panopto-sidecar
+
+go 1.26.8

@@ -1,0 +1,57 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Grant is what Panopto's token endpoint granted: a bearer, the refresh token
+// that renews it, and when it expires.
+type Grant struct {
+	AccessToken  Secret    `json:"-"`
+	RefreshToken Secret    `json:"-"`
+	TokenType    string    `json:"token_type,omitempty"`
+	Scope        string    `json:"scope,omitempty"`
+	Expiry       time.Time `json:"expires_at"`
+	ObtainedAt   time.Time `json:"obtained_at"`
+}
+
+// Valid reports whether the access token can still be used at now.
+func (g *Grant) Valid(now time.Time) bool {
+	return g != nil && !g.AccessToken.IsZero() && now.Before(g.Expiry)
+}
+
+// Lease records that one replica is refreshing the grant, so others wait for
+// its result instead of presenting the same refresh token.
+type Lease struct {
+	Holder string    `json:"holder"`
+	Until  time.Time `json:"until"`
+}
+
+// Record is one entry of a Store: the grant (nil once logged out or revoked),
+// an optional refresh lease, and why the grant was dropped, if it was.
+type Record struct {
+	Grant   *Grant
+	Lease   *Lease
+	Dropped string // reason the grant was dropped ("invalid_grant", "logout"), if Grant is nil
+}
+
+// ErrConflict is returned by CompareAndSwap when the stored version is not the
+// one the caller read.
+var ErrConflict = errors.New("token store: version conflict")
+
+// ErrCorrupt is wrapped by Load when the stored record cannot be decoded. A
+// store never overwrites a corrupt record on its own.
+var ErrCorrupt = errors.New("token store: corrupt record")
+
+// Store keeps grants durably, keyed by account ("" is the default grant).
+// Versions increase with every write; 0 means "nothing stored yet".
+type Store interface {
+	// Load returns the record for key and its version. A missing record is
+	// (Record{}, 0, nil).
+	Load(ctx context.Context, key string) (Record, int64, error)
+	// CompareAndSwap writes rec if the stored version is still version, and
+	// returns the new version. Otherwise it returns ErrConflict.
+	CompareAndSwap(ctx context.Context, key string, version int64, rec Record) (int64, error)
+}
