@@ -1,0 +1,135 @@
+// Package config is the config.yaml schema of panopto-sidecar: parsing with
+// unknown keys rejected, defaults, and validation that reports every problem
+// with its key path.
+package config
+
+import "time"
+
+// Config is one immutable, validated snapshot of config.yaml. Durations are
+// written in YAML as Go durations ("5m", "30s").
+type Config struct {
+	Listen              string      `yaml:"listen"`
+	PublicURL           string      `yaml:"public_url"`
+	Upstream            string      `yaml:"upstream"`
+	UpstreamCAFile      string      `yaml:"upstream_ca_file"` // extra PEM roots for the upstream, besides the system's
+	OAuth               OAuth       `yaml:"oauth"`
+	Vault               Vault       `yaml:"vault"`
+	Credentials         Credentials `yaml:"credentials"`
+	TokenStore          TokenStore  `yaml:"token_store"`
+	Routes              []Route     `yaml:"routes"`
+	Log                 Log         `yaml:"log"`
+	ShutdownGrace       Duration    `yaml:"shutdown_grace"`
+	TLS                 TLS         `yaml:"tls"`
+	RewriteUploadTarget bool        `yaml:"rewrite_upload_target"`
+	RetryBodyLimit      ByteSize    `yaml:"retry_body_limit"` // request bodies up to this size are buffered so a 401 can be retried; default 1MiB
+	Accounts            Accounts    `yaml:"accounts"`
+	Inbound             Inbound     `yaml:"inbound"`
+	Timeouts            Timeouts    `yaml:"timeouts"`
+}
+
+type OAuth struct {
+	Grant         string   `yaml:"grant"`          // authorization_code | password
+	AuthorizeURL  string   `yaml:"authorize_url"`  // default {upstream}/Panopto/oauth2/connect/authorize
+	TokenURL      string   `yaml:"token_url"`      // default {upstream}/Panopto/oauth2/connect/token
+	RevocationURL string   `yaml:"revocation_url"` // default {upstream}/Panopto/oauth2/connect/revocation
+	Scopes        []string `yaml:"scopes"`         // default [openid, api, offline_access]
+	ClientAuth    string   `yaml:"client_auth"`    // basic | body
+	RefreshBefore Duration `yaml:"refresh_before"` // default 5m
+	// Password grant (grant: password): the Panopto user's name and password
+	// come from the environment (PANOPTO_USERNAME, PANOPTO_PASSWORD) or from
+	// Vault (credentials.username_key / password_key) when credentials.source is vault.
+}
+
+type Vault struct {
+	Address       string    `yaml:"address"`   // default $VAULT_ADDR, else http://127.0.0.1:8200
+	Namespace     string    `yaml:"namespace"` // default $VAULT_NAMESPACE
+	CACert        string    `yaml:"ca_cert"`
+	TLSServerName string    `yaml:"tls_server_name"`
+	Auth          VaultAuth `yaml:"auth"`
+	Mount         string    `yaml:"mount"` // KV v2 mount, default secret
+}
+
+// VaultAuth accepts either a bare method name (`auth: token`) or a mapping
+// with the method's settings; see UnmarshalYAML.
+type VaultAuth struct {
+	Method       string `yaml:"method"`         // token | approle | kubernetes
+	TokenFile    string `yaml:"token_file"`     // token: read (and re-read on change) instead of $VAULT_TOKEN
+	RoleIDFile   string `yaml:"role_id_file"`   // approle
+	SecretIDFile string `yaml:"secret_id_file"` // approle
+	Role         string `yaml:"role"`           // kubernetes
+	JWTFile      string `yaml:"jwt_file"`       // kubernetes, default /var/run/secrets/kubernetes.io/serviceaccount/token
+	MountPath    string `yaml:"mount_path"`     // auth mount, default approle / kubernetes
+}
+
+type Credentials struct {
+	Source       string   `yaml:"source"`        // env | vault
+	Path         string   `yaml:"path"`          // vault: KV v2 path, default panopto/client
+	IDKey        string   `yaml:"id_key"`        // default client_id
+	SecretKey    string   `yaml:"secret_key"`    // default client_secret
+	UsernameKey  string   `yaml:"username_key"`  // password grant, default username
+	PasswordKey  string   `yaml:"password_key"`  // password grant, default password
+	AppKeyKey    string   `yaml:"app_key_key"`   // accounts.mode idp, default app_key
+	PollInterval Duration `yaml:"poll_interval"` // vault: how often to check for a new version, default 30s
+}
+
+type TokenStore struct {
+	Type string `yaml:"type"` // file | vault
+	Path string `yaml:"path"` // file: path (default panopto-token.json); vault: KV v2 path (default panopto/token)
+}
+
+type Route struct {
+	Prefix string `yaml:"prefix"`
+	Inject bool   `yaml:"inject"`
+}
+
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // auto | text | json
+}
+
+type TLS struct {
+	Mode     string `yaml:"mode"` // none | files | acme
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	ACME     ACME   `yaml:"acme"`
+}
+
+type ACME struct {
+	Domains     []string `yaml:"domains"`
+	Email       string   `yaml:"email"`
+	Directory   string   `yaml:"directory"`
+	CARoots     []string `yaml:"ca_roots"`
+	Storage     string   `yaml:"storage"`
+	HTTPPort    int      `yaml:"http_port"`
+	TLSALPNPort int      `yaml:"tls_alpn_port"`
+}
+
+type Accounts struct {
+	Mode      string   `yaml:"mode"`       // off | idp | login
+	Header    string   `yaml:"header"`     // default X-Panopto-User
+	Provider  string   `yaml:"provider"`   // idp: the identity provider's name in Panopto
+	MaxCache  int      `yaml:"max_cache"`  // LRU size of grants held in memory, default 1000
+	IdleEvict Duration `yaml:"idle_evict"` // drop an account's grant from memory after this idle time, default 1h
+}
+
+// Inbound controls who may use the sidecar when it listens beyond loopback.
+type Inbound struct {
+	AllowUnauthenticated bool   `yaml:"allow_unauthenticated"`
+	SharedSecretFile     string `yaml:"shared_secret_file"`   // required header value, read from this file
+	SharedSecretHeader   string `yaml:"shared_secret_header"` // default X-Sidecar-Auth
+	ClientCAFile         string `yaml:"client_ca_file"`       // mTLS: client certificates must chain to this
+}
+
+type Timeouts struct {
+	ReadHeader      Duration `yaml:"read_header"`      // default 10s
+	Idle            Duration `yaml:"idle"`             // default 120s
+	UpstreamHeaders Duration `yaml:"upstream_headers"` // time to first response byte from upstream, default 60s
+	Dial            Duration `yaml:"dial"`             // default 10s
+	TokenEndpoint   Duration `yaml:"token_endpoint"`   // one token call, default 15s
+}
+
+// Duration is a time.Duration written as "5m" in YAML.
+type Duration time.Duration
+
+// ByteSize is a size written as 1048576, "1MiB", "512KiB" or "1MB" in YAML.
+type ByteSize int64
