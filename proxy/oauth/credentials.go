@@ -10,6 +10,11 @@ import (
 type ClientCredentials struct {
 	ID     string
 	Secret Secret
+	// Username and Password are the Panopto user for oauth.grant: password.
+	Username string
+	Password Secret
+	// AppKey is the identity provider's application key (accounts.mode: idp).
+	AppKey Secret
 	// Source and Version describe where they came from, for /-/status
 	// ("env", or "vault" with the KV version). Never secret.
 	Source  string
@@ -54,5 +59,12 @@ func EnvCredentials(getenv func(string) string) (StaticCredentials, error) {
 	if err := errors.Join(errs...); err != nil {
 		return StaticCredentials{}, err
 	}
-	return StaticCredentials{ID: id, Secret: Secret(secret), Source: "env"}, nil
+	return StaticCredentials{
+		ID:       id,
+		Secret:   Secret(secret),
+		Username: getenv("PANOPTO_USERNAME"),
+		Password: Secret(getenv("PANOPTO_PASSWORD")),
+		AppKey:   Secret(getenv("PANOPTO_APP_KEY")),
+		Source:   "env",
+	}, nil
 }
