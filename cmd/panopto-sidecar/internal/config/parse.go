@@ -1,0 +1,201 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults that are not derived from other keys.
+const (
+	DefaultListen        = "127.0.0.1:9127"
+	DefaultUpstream      = "https://deakin.au.panopto.com"
+	DefaultVaultAddress  = "http://127.0.0.1:8200"
+	DefaultJWTFile       = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
+)
+
+// Load reads the config file at path and parses it; see Parse. Every problem
+// it reports names the file.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data, getenv)
+	if err != nil {
+		var errs []error
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		} else {
+			errs = []error{err}
+		}
+		for i, e := range errs {
+			errs[i] = fmt.Errorf("%s: %w", path, e)
+		}
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// Parse decodes config.yaml, fills the defaults and validates the result.
+// getenv supplies $VAULT_ADDR and $VAULT_NAMESPACE (nil means an empty
+// environment). An empty document is valid: every key takes its default.
+//
+// Unknown keys, duplicate keys, values of the wrong type and invalid settings
+// are all reported at once, joined with errors.Join; each is a *Problem whose
+// message starts with its key path: "oauth.refresh_before: must be > 0 (line 7)".
+//
+// A string key written as "" takes its default, as if absent. Numbers,
+// durations, lists and booleans keep what is written, so an explicit 0 or []
+// is validated rather than replaced. Parse never reads files the config names
+// (certificates, secrets): those are checked where they are used.
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	switch err := dec.Decode(&doc); {
+	case errors.Is(err, io.EOF):
+		doc = yaml.Node{}
+	case err != nil:
+		return nil, fmt.Errorf("invalid yaml: %w", err)
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, fmt.Errorf("invalid yaml: %w", err)
+	default:
+		return nil, &Problem{Line: next.Line, Msg: "more than one YAML document (---): put every key in one"}
+	}
+
+	c := defaults()
+	d := newDecoder()
+	if len(doc.Content) > 0 {
+		top := doc.Content[0]
+		for top.Kind == yaml.AliasNode && top.Alias != nil {
+			top = top.Alias
+		}
+		switch {
+		case top.Kind == yaml.ScalarNode && top.ShortTag() == "!!null":
+		case top.Kind == yaml.MappingNode:
+			d.mapping(top, structValue(&c), "")
+		default:
+			d.problemf("", top, "the top level must be a mapping of keys such as listen: and upstream:, got %s", describe(top))
+		}
+	}
+	// A key that failed to decode kept its default, so validating the rest
+	// adds no noise and reports every problem in one go.
+	c.fill(getenv)
+	errs := append(d.errs(), c.validate(d.lines)...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &c, nil
+}
+
+// defaults returns a Config holding every default that is not a string;
+// strings are filled after decoding, by fill, because "" means default.
+func defaults() Config {
+	return Config{
+		OAuth: OAuth{
+			Scopes:        []string{"openid", "api", "offline_access"},
+			RefreshBefore: Duration(5 * time.Minute),
+		},
+		Credentials: Credentials{PollInterval: Duration(30 * time.Second)},
+		Routes: []Route{
+			{Prefix: "/Panopto/api/", Inject: true},
+			{Prefix: "/Panopto/PublicAPI/", Inject: true},
+			{Prefix: "/Panopto/Upload/", Inject: false},
+		},
+		ShutdownGrace:  Duration(30 * time.Second),
+		TLS:            TLS{ACME: ACME{HTTPPort: 80, TLSALPNPort: 443}},
+		RetryBodyLimit: 1 << 20,
+		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour)},
+		Timeouts: Timeouts{
+			ReadHeader:      Duration(10 * time.Second),
+			Idle:            Duration(120 * time.Second),
+			UpstreamHeaders: Duration(60 * time.Second),
+			Dial:            Duration(10 * time.Second),
+			TokenEndpoint:   Duration(15 * time.Second),
+		},
+	}
+}
+
+// fill sets every empty string key to its default, derived from other keys
+// where the default depends on them, and normalises the URLs.
+func (c *Config) fill(getenv func(string) string) {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Listen, DefaultListen)
+	def(&c.TLS.Mode, "none")
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.PublicURL == "" {
+		scheme, port := "http", "9127"
+		if c.TLS.Mode != "none" {
+			scheme = "https"
+		}
+		if _, p, err := net.SplitHostPort(c.Listen); err == nil && p != "" && p != "0" {
+			port = p
+		}
+		c.PublicURL = scheme + "://localhost:" + port
+	}
+	def(&c.Upstream, DefaultUpstream)
+	c.Upstream = strings.TrimRight(c.Upstream, "/")
+
+	def(&c.OAuth.Grant, "authorization_code")
+	def(&c.OAuth.ClientAuth, "basic")
+	if upstreamProblem(c.Upstream) == "" {
+		base := c.Upstream + "/Panopto/oauth2/connect/"
+		def(&c.OAuth.AuthorizeURL, base+"authorize")
+		def(&c.OAuth.TokenURL, base+"token")
+		def(&c.OAuth.RevocationURL, base+"revocation")
+	}
+
+	def(&c.Vault.Address, getenv("VAULT_ADDR"))
+	def(&c.Vault.Address, DefaultVaultAddress)
+	def(&c.Vault.Namespace, getenv("VAULT_NAMESPACE"))
+	def(&c.Vault.Mount, "secret")
+	a := &c.Vault.Auth
+	def(&a.Method, "token")
+	if a.Method == "kubernetes" {
+		def(&a.JWTFile, DefaultJWTFile)
+	}
+	def(&a.MountPath, a.Method)
+
+	cr := &c.Credentials
+	def(&cr.Source, "env")
+	def(&cr.Path, "panopto/client")
+	def(&cr.IDKey, "client_id")
+	def(&cr.SecretKey, "client_secret")
+	def(&cr.UsernameKey, "username")
+	def(&cr.PasswordKey, "password")
+	def(&cr.AppKeyKey, "app_key")
+
+	def(&c.TokenStore.Type, "file")
+	switch c.TokenStore.Type {
+	case "file":
+		def(&c.TokenStore.Path, "panopto-token.json")
+	case "vault":
+		def(&c.TokenStore.Path, "panopto/token")
+	}
+
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "auto")
+	def(&c.TLS.ACME.Directory, DefaultACMEDirectory)
+	def(&c.Accounts.Mode, "off")
+	def(&c.Accounts.Header, "X-Panopto-User")
+	def(&c.Inbound.SharedSecretHeader, "X-Sidecar-Auth")
+}
