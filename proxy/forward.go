@@ -1,0 +1,381 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+)
+
+// TransportOptions size the connection pool to the upstream.
+type TransportOptions struct {
+	RootCAs         *x509.CertPool // nil: system roots
+	DialTimeout     time.Duration
+	ResponseHeaders time.Duration // time to the upstream's response headers
+	MaxIdlePerHost  int
+}
+
+// NewTransport returns the transport to the upstream: TLS >= 1.2, HTTP/2
+// where offered, a keep-alive pool sized for a busy OnTrack, and timeouts
+// on every phase that does not carry a body.
+func NewTransport(o TransportOptions) *http.Transport {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.ResponseHeaders <= 0 {
+		o.ResponseHeaders = 60 * time.Second
+	}
+	if o.MaxIdlePerHost <= 0 {
+		o.MaxIdlePerHost = 256
+	}
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // never through an environment proxy: only the upstream is contacted
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: o.ResponseHeaders,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          o.MaxIdlePerHost * 2,
+		MaxIdleConnsPerHost:   o.MaxIdlePerHost,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+}
+
+// reqInfo travels with a proxied request from ServeHTTP to the Rewrite hook
+// and the transport.
+type reqInfo struct {
+	opts    *Options
+	route   *Route
+	grant   *oauth.Grant
+	manager *oauth.Manager
+	retried bool
+}
+
+type ctxKey struct{}
+
+type forwarder struct {
+	h  *Handler
+	rp *httputil.ReverseProxy
+}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(s []byte) { b.p.Put(&s) }
+
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+func newForwarder(h *Handler) *forwarder {
+	f := &forwarder{h: h}
+	f.rp = &httputil.ReverseProxy{
+		Rewrite:        f.rewrite,
+		Transport:      &retryTransport{base: h.deps.Transport, h: h},
+		ModifyResponse: f.modifyResponse,
+		ErrorHandler:   f.errorHandler,
+		BufferPool:     copyBuffers,
+		ErrorLog:       nil,
+	}
+	return f
+}
+
+// matchRoute returns the first route whose prefix starts path.
+func matchRoute(routes []Route, path string) *Route {
+	for i := range routes {
+		if strings.HasPrefix(path, routes[i].Prefix) {
+			return &routes[i]
+		}
+	}
+	return nil
+}
+
+// cleanPath reports whether a request path is safe to forward: absolute, no
+// dot segments, no encoded dots, slashes or backslashes that an upstream
+// might decode into a path outside the route.
+func cleanPath(decoded, raw string) bool {
+	if !strings.HasPrefix(decoded, "/") || strings.ContainsAny(decoded, "\\\x00\r\n") {
+		return false
+	}
+	for seg := range strings.SplitSeq(decoded, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	if strings.Contains(decoded, "//") {
+		return false
+	}
+	lower := strings.ToLower(raw)
+	for _, bad := range []string{"%2e", "%2f", "%5c", "%25", "%00"} {
+		if strings.Contains(lower, bad) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
+	start := f.h.deps.Now()
+	rw := &recorder{ResponseWriter: w}
+	routeLabel := "none"
+	defer func() {
+		f.h.deps.Metrics.observe(routeLabel, rw.code(), f.h.deps.Now().Sub(start))
+		f.h.log.LogAttrs(r.Context(), levelFor(rw.code()), "request",
+			slogString("method", r.Method), slogString("path", r.URL.Path), slogInt("status", rw.code()),
+			slogDur("dur", f.h.deps.Now().Sub(start)), slogInt64("bytes", rw.n), slogString("route", routeLabel))
+	}()
+	if !cleanPath(r.URL.Path, r.URL.EscapedPath()) {
+		writeJSON(rw, http.StatusBadRequest, map[string]string{"error": "bad_path"})
+		return
+	}
+	route := matchRoute(o.Routes, r.URL.Path)
+	if route == nil {
+		writeJSON(rw, http.StatusNotFound, map[string]string{"error": "no_route", "detail": "the path matches no configured route; nothing was forwarded"})
+		return
+	}
+	routeLabel = route.Prefix
+	info := &reqInfo{opts: o, route: route}
+	if route.Inject {
+		account := ""
+		if o.AccountsMode != "off" && o.AccountsMode != "" {
+			account = r.Header.Get(o.AccountsHeader)
+		}
+		m, err := f.h.deps.Accounts.Manager(r.Context(), account)
+		if err != nil {
+			notConnected(rw, o, account)
+			return
+		}
+		g, err := m.Token(r.Context())
+		if err != nil {
+			if r.Context().Err() != nil {
+				return
+			}
+			notConnected(rw, o, account)
+			return
+		}
+		info.grant, info.manager = g, m
+	}
+	f.rp.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+}
+
+func notConnected(w http.ResponseWriter, o *Options, account string) {
+	login := o.PublicURL + "/-/login"
+	if account != "" {
+		login += "?account=" + urlQueryEscape(account)
+	}
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "panopto_not_connected", "login_url": login})
+}
+
+func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
+	info := pr.In.Context().Value(ctxKey{}).(*reqInfo)
+	o := info.opts
+	pr.SetURL(o.Upstream)
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	pr.SetXForwarded()
+	if o.AccountsHeader != "" {
+		pr.Out.Header.Del(o.AccountsHeader)
+	}
+	if o.SharedSecretHeader != "" {
+		pr.Out.Header.Del(o.SharedSecretHeader)
+	}
+	if info.route.Inject {
+		pr.Out.Header.Set("Authorization", "Bearer "+info.grant.AccessToken.Reveal())
+		pr.Out.Header.Del("Cookie") // the browser's cookies for the sidecar are not Panopto's
+	}
+	if o.RewriteUploadTarget && isSessionUpload(pr.In) {
+		pr.Out.Header.Del("Accept-Encoding") // an identity body can be rewritten
+		rewriteRequestBody(pr.Out, o)
+	}
+}
+
+func (f *forwarder) modifyResponse(resp *http.Response) error {
+	info, _ := resp.Request.Context().Value(ctxKey{}).(*reqInfo)
+	if resp.StatusCode == http.StatusTooManyRequests {
+		f.h.deps.Metrics.throttled.Inc()
+	}
+	if info != nil && info.opts.RewriteUploadTarget && isSessionUpload(resp.Request) {
+		rewriteResponseBody(resp, info.opts)
+	}
+	return nil
+}
+
+func (f *forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		w.WriteHeader(499)
+		return
+	}
+	f.h.log.Warn("upstream request failed", "err", err, "method", r.Method, "path", r.URL.Path)
+	code := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		code = http.StatusGatewayTimeout
+	}
+	writeJSON(w, code, map[string]string{"error": "upstream_unavailable"})
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// retryTransport sends the request and, when the upstream refuses the bearer
+// we injected (401, or 403 on PublicAPI as Panopto's own sample assumes),
+// forces a refresh and retries once, if the body can be replayed.
+type retryTransport struct {
+	base http.RoundTripper
+	h    *Handler
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	info, _ := req.Context().Value(ctxKey{}).(*reqInfo)
+	if info == nil || !info.route.Inject {
+		return t.base.RoundTrip(req)
+	}
+	body, replay := t.prepareReplay(req, info.opts.RetryBodyLimit)
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || !refusesBearer(resp.StatusCode, info.route) {
+		return resp, err
+	}
+	if !replay {
+		t.h.deps.Metrics.unretryable.Inc()
+		return resp, nil
+	}
+	ng, ferr := info.manager.ForceRefresh(req.Context(), info.grant)
+	if ferr != nil {
+		t.h.deps.Metrics.retries.WithLabelValues("refresh_failed").Inc()
+		t.h.log.Warn("upstream refused the bearer and no new token could be obtained", "status", resp.StatusCode, "err", ferr)
+		return resp, nil
+	}
+	drain(resp.Body)
+	retry := req.Clone(req.Context())
+	retry.Header.Set("Authorization", "Bearer "+ng.AccessToken.Reveal())
+	if body != nil {
+		retry.Body = io.NopCloser(bytes.NewReader(body))
+		retry.ContentLength = int64(len(body))
+	}
+	resp2, err := t.base.RoundTrip(retry)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	} else if refusesBearer(resp2.StatusCode, info.route) {
+		outcome = "refused_again"
+	}
+	t.h.deps.Metrics.retries.WithLabelValues(outcome).Inc()
+	return resp2, err
+}
+
+func refusesBearer(code int, r *Route) bool {
+	return code == http.StatusUnauthorized || (code == http.StatusForbidden && strings.Contains(r.Prefix, "/PublicAPI/"))
+}
+
+// prepareReplay keeps the request body in memory when it is small enough
+// to send twice. It returns the bytes (nil for no body) and whether a retry
+// is possible.
+func (t *retryTransport) prepareReplay(req *http.Request, limit int64) ([]byte, bool) {
+	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
+		return nil, true
+	}
+	if limit <= 0 || req.ContentLength > limit {
+		return nil, false
+	}
+	buf := make([]byte, 0, min(max(req.ContentLength, 512), limit+1))
+	b := bytes.NewBuffer(buf)
+	n, err := io.CopyN(b, req.Body, limit+1)
+	if err != nil && err != io.EOF {
+		// The client's body failed: send what we have and let the error
+		// surface through the transport.
+		req.Body = readCloser{io.MultiReader(bytes.NewReader(b.Bytes()), req.Body), req.Body}
+		return nil, false
+	}
+	if n > limit {
+		req.Body = readCloser{io.MultiReader(bytes.NewReader(b.Bytes()), req.Body), req.Body}
+		return nil, false
+	}
+	req.Body.Close()
+	data := b.Bytes()
+	req.Body = io.NopCloser(bytes.NewReader(data))
+	req.ContentLength = int64(len(data))
+	req.Header.Del("Transfer-Encoding")
+	req.TransferEncoding = nil
+	return data, true
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+func drain(rc io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, rc, 64<<10)
+	rc.Close()
+}
+
+// recorder captures the status and byte count for the request log and keeps
+// http.Flusher and friends reachable through Unwrap.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.n += int64(n)
+	return n, err
+}
+
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	n, err := io.CopyBuffer(writerOnly{r.ResponseWriter}, src, buf)
+	r.n += n
+	return n, err
+}
+
+type writerOnly struct{ io.Writer }
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) code() int {
+	if r.status == 0 {
+		return http.StatusOK
+	}
+	return r.status
+}
+
+func (m *Metrics) observe(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}

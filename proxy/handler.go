@@ -1,0 +1,340 @@
+// Package proxy is the HTTP side of panopto-sidecar: route matching, the
+// reverse proxy that injects the current bearer, the login and callback
+// endpoints, health, readiness, status and metrics.
+package proxy
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Route is one prefix of the upstream's path space that is forwarded.
+type Route struct {
+	Prefix string
+	Inject bool // replace the inbound Authorization with the current bearer
+}
+
+// Options is the part of the proxy's behaviour that a config reload can
+// change. Handler holds it as an immutable snapshot.
+type Options struct {
+	Upstream            *url.URL // scheme://host[:port], no path
+	PublicURL           string   // scheme://host[:port] the browser and OnTrack use
+	Routes              []Route  // first matching prefix wins
+	Endpoint            oauth.Endpoint
+	AccountsMode        string // off | idp | login
+	AccountsHeader      string // always stripped before forwarding
+	RewriteUploadTarget bool
+	RetryBodyLimit      int64 // request bodies up to this size are kept to retry after a 401
+	// RequireBrowserBinding makes /redirect demand the cookie /-/login set.
+	RequireBrowserBinding bool
+	// SharedSecret, when set, must arrive in SharedSecretHeader on every
+	// request except /-/healthz and /-/ready.
+	SharedSecret       oauth.Secret
+	SharedSecretHeader string
+}
+
+// Accounts hands out the token manager for an account ("" is the default
+// grant). It creates account managers on first use where the mode allows.
+type Accounts interface {
+	Manager(ctx context.Context, account string) (*oauth.Manager, error)
+}
+
+// ErrUnknownAccount is returned by Accounts for an account that has no grant
+// and cannot get one without a login.
+var ErrUnknownAccount = errors.New("unknown account")
+
+// Deps are the handler's long-lived collaborators.
+type Deps struct {
+	Accounts    Accounts
+	Credentials func() oauth.CredentialSource // current credential source (for the login's client id)
+	Flow        *oauth.LoginFlow
+	Transport   http.RoundTripper // to the upstream
+	Logger      *slog.Logger
+	Metrics     *Metrics
+	// Status adds fields to /-/status (config generation, credentials, vault).
+	Status func() map[string]any
+	// Logout revokes a refresh token at Panopto; optional.
+	Revoke func(ctx context.Context, g *oauth.Grant) error
+	Now    func() time.Time
+}
+
+// Handler serves every endpoint of the sidecar's listener.
+type Handler struct {
+	deps    Deps
+	opts    atomic.Pointer[Options]
+	fwd     *forwarder
+	metrics http.Handler
+	log     *slog.Logger
+	started time.Time
+}
+
+// New returns a handler with the given options.
+func New(d Deps, o Options) *Handler {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Transport == nil {
+		d.Transport = NewTransport(TransportOptions{})
+	}
+	h := &Handler{deps: d, log: d.Logger, started: d.Now()}
+	h.opts.Store(&o)
+	h.fwd = newForwarder(h)
+	h.metrics = promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})
+	return h
+}
+
+// Update swaps the options; requests already in flight finish with the old
+// ones.
+func (h *Handler) Update(o Options) { h.opts.Store(&o) }
+
+// Options returns the options in force.
+func (h *Handler) Options() *Options { return h.opts.Load() }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o := h.opts.Load()
+	// Absolute-form request targets (a client treating us as a forward
+	// proxy) and CONNECT are refused: only the configured upstream is ever
+	// contacted, and only through a route.
+	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
+		return
+	}
+	p := r.URL.Path
+	switch p {
+	case "/-/healthz":
+		h.healthz(w, r)
+		return
+	case "/-/ready":
+		h.ready(w, r)
+		return
+	}
+	if !o.SharedSecret.IsZero() {
+		got := r.Header.Get(o.SharedSecretHeader)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(o.SharedSecret.Reveal())) != 1 {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+			return
+		}
+	}
+	switch p {
+	case "/-/status":
+		h.status(w, r)
+		return
+	case "/metrics":
+		h.metrics.ServeHTTP(w, r)
+		return
+	case "/-/login":
+		h.login(w, r, o)
+		return
+	case "/redirect":
+		h.callback(w, r, o)
+		return
+	case "/-/logout":
+		h.logout(w, r, o)
+		return
+	}
+	h.fwd.serve(w, r, o)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *Handler) defaultManager(ctx context.Context) *oauth.Manager {
+	m, err := h.deps.Accounts.Manager(ctx, "")
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	m := h.defaultManager(r.Context())
+	if m == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": "no token manager"})
+		return
+	}
+	ok, reason := m.Ready()
+	if !ok {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"status": "not_ready", "reason": reason, "login_url": h.opts.Load().PublicURL + "/-/login",
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{}
+	if m := h.defaultManager(r.Context()); m != nil {
+		out["token"] = m.Status()
+		st := m.Status()
+		out["connected"] = st.Connected
+		out["expires_at"] = st.ExpiresAt
+		out["obtained_at"] = st.ObtainedAt
+		out["refreshes"] = st.Refreshes
+		out["last_error"] = st.LastError
+	}
+	o := h.opts.Load()
+	out["upstream"] = o.Upstream.String()
+	out["login_url"] = o.PublicURL + "/-/login"
+	out["uptime_seconds"] = int64(h.deps.Now().Sub(h.started).Seconds())
+	out["pending_logins"] = h.deps.Flow.Pending()
+	if h.deps.Status != nil {
+		for k, v := range h.deps.Status() {
+			out[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+const bindingCookie = "panopto_sidecar_login"
+
+func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
+		return
+	}
+	account := r.URL.Query().Get("account")
+	if account != "" && o.AccountsMode != "login" {
+		page(w, http.StatusBadRequest, "Cannot connect an account", "Per-account logins need accounts.mode: login in config.yaml.")
+		return
+	}
+	creds, err := h.deps.Credentials().Credentials(r.Context())
+	if err != nil {
+		h.log.Error("login: client credentials unavailable", "err", err)
+		page(w, http.StatusServiceUnavailable, "Cannot start the login", "The sidecar has no Panopto client credentials yet. See its log.")
+		return
+	}
+	l := h.deps.Flow.Begin(o.Endpoint, creds.ID, account)
+	http.SetCookie(w, &http.Cookie{
+		Name: bindingCookie, Value: l.Binding, Path: "/redirect", MaxAge: 600,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(o.PublicURL, "https://"),
+	})
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, l.URL, http.StatusFound)
+}
+
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	if e := q.Get("error"); e != "" {
+		// Consume the state so it cannot be used afterwards.
+		h.deps.Flow.Complete(state, "", false)
+		h.log.Warn("login: Panopto answered with an error", "error", sanitize(e))
+		msg := "Panopto did not grant access"
+		if e == "access_denied" {
+			msg = "Access was denied in Panopto. Nothing was changed."
+		}
+		page(w, http.StatusBadRequest, "Not connected", msg+" Start again at "+o.PublicURL+"/-/login.")
+		return
+	}
+	code := q.Get("code")
+	if state == "" || code == "" {
+		page(w, http.StatusBadRequest, "Not connected", "The callback is missing its code or state. Start again at "+o.PublicURL+"/-/login.")
+		return
+	}
+	var binding string
+	if c, err := r.Cookie(bindingCookie); err == nil {
+		binding = c.Value
+	}
+	verifier, account, err := h.deps.Flow.Complete(state, binding, o.RequireBrowserBinding)
+	if err != nil {
+		h.log.Warn("login: callback refused", "err", err)
+		page(w, http.StatusBadRequest, "Not connected", "This login link is unknown, was already used, or has expired ("+err.Error()+"). Start again at "+o.PublicURL+"/-/login.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: bindingCookie, Value: "", Path: "/redirect", MaxAge: -1})
+	m, err := h.deps.Accounts.Manager(r.Context(), account)
+	if err != nil {
+		page(w, http.StatusBadRequest, "Not connected", "The account cannot be connected.")
+		return
+	}
+	if err := m.Exchange(r.Context(), code, verifier); err != nil {
+		h.log.Error("login: code exchange failed", "err", err, "account", account)
+		page(w, http.StatusBadGateway, "Not connected", "Panopto did not accept the login. See the sidecar's log, then start again at "+o.PublicURL+"/-/login.")
+		return
+	}
+	st := m.Status()
+	page(w, http.StatusOK, "Connected to Panopto", "The sidecar holds a Panopto token (valid until "+st.ExpiresAt.UTC().Format(time.RFC3339)+") and refreshes it by itself. You can close this page.")
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request, o *Options) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
+		return
+	}
+	account := r.URL.Query().Get("account")
+	m, err := h.deps.Accounts.Manager(r.Context(), account)
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown_account"})
+		return
+	}
+	g, err := m.Forget(r.Context(), "logout")
+	if err != nil {
+		h.log.Error("logout: could not remove the grant", "err", err)
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "store_unavailable"})
+		return
+	}
+	revoked := false
+	if g != nil && h.deps.Revoke != nil {
+		if err := h.deps.Revoke(r.Context(), g); err != nil {
+			h.log.Warn("logout: revocation at Panopto failed; the grant is removed here", "err", err)
+		} else {
+			revoked = true
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "logged_out", "revoked": revoked, "login_url": o.PublicURL + "/-/login"})
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>{{.Title}} · panopto-sidecar</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style>
+</head><body><h1>{{.Title}}</h1><p>{{.Body}}</p></body></html>
+`))
+
+func page(w http.ResponseWriter, code int, title, body string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.WriteHeader(code)
+	_ = pageTmpl.Execute(w, struct{ Title, Body string }{title, body})
+}
+
+// sanitize bounds a value taken from a request before it is logged.
+func sanitize(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}

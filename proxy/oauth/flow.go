@@ -1,0 +1,145 @@
+package oauth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/url"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// LoginFlow holds the pending authorization-code logins: each has a
+// single-use state that expires, a PKCE S256 verifier, a nonce, and a
+// browser binding (a value the browser carries in a cookie).
+type LoginFlow struct {
+	ttl time.Duration
+	now func() time.Time
+	max int
+
+	mu      sync.Mutex
+	pending map[string]pendingLogin
+}
+
+type pendingLogin struct {
+	verifier string
+	nonce    string
+	account  string
+	binding  [32]byte // sha256 of the browser's cookie value
+	expires  time.Time
+}
+
+// Login is one started login.
+type Login struct {
+	URL     string // where to send the browser
+	State   string
+	Binding string // cookie value tying the callback to this browser
+}
+
+// Errors the callback can end with.
+var (
+	ErrBadState     = errors.New("unknown, used or expired login state")
+	ErrWrongBrowser = errors.New("login was started in another browser")
+)
+
+// NewLoginFlow returns a flow whose states live for ttl (10 minutes when 0).
+func NewLoginFlow(ttl time.Duration, now func() time.Time) *LoginFlow {
+	if ttl <= 0 {
+		ttl = 10 * time.Minute
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &LoginFlow{ttl: ttl, now: now, max: 10000, pending: make(map[string]pendingLogin)}
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error()) // never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Begin starts a login for account ("" is the default grant) against ep,
+// with the given client id.
+func (f *LoginFlow) Begin(ep Endpoint, clientID, account string) Login {
+	state := randomString(24)
+	verifier := oauth2.GenerateVerifier()
+	nonce := randomString(16)
+	binding := randomString(24)
+	now := f.now()
+
+	f.mu.Lock()
+	for k, p := range f.pending {
+		if now.After(p.expires) {
+			delete(f.pending, k)
+		}
+	}
+	if len(f.pending) >= f.max {
+		// Bound memory against a flood of /-/login: drop the oldest.
+		var oldest string
+		var at time.Time
+		for k, p := range f.pending {
+			if oldest == "" || p.expires.Before(at) {
+				oldest, at = k, p.expires
+			}
+		}
+		delete(f.pending, oldest)
+	}
+	f.pending[state] = pendingLogin{
+		verifier: verifier,
+		nonce:    nonce,
+		account:  account,
+		binding:  sha256.Sum256([]byte(binding)),
+		expires:  now.Add(f.ttl),
+	}
+	f.mu.Unlock()
+
+	cfg := ep.oauth2Config(ClientCredentials{ID: clientID})
+	u := cfg.AuthCodeURL(state,
+		oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("nonce", nonce),
+	)
+	return Login{URL: u, State: state, Binding: binding}
+}
+
+// Complete consumes state (once, whatever the outcome) and returns the PKCE
+// verifier and the account the login is for. If requireBinding, binding
+// must be the cookie value Begin handed to the same browser.
+func (f *LoginFlow) Complete(state, binding string, requireBinding bool) (verifier, account string, err error) {
+	f.mu.Lock()
+	p, ok := f.pending[state]
+	delete(f.pending, state)
+	f.mu.Unlock()
+	if !ok || f.now().After(p.expires) {
+		return "", "", ErrBadState
+	}
+	if requireBinding {
+		got := sha256.Sum256([]byte(binding))
+		if binding == "" || subtle.ConstantTimeCompare(got[:], p.binding[:]) != 1 {
+			return "", "", ErrWrongBrowser
+		}
+	}
+	return p.verifier, p.account, nil
+}
+
+// Pending reports how many logins are waiting for their callback.
+func (f *LoginFlow) Pending() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.pending)
+}
+
+// AuthorizeParams extracts the query of a login URL (for tests and logs).
+func AuthorizeParams(loginURL string) url.Values {
+	u, err := url.Parse(loginURL)
+	if err != nil {
+		return nil
+	}
+	return u.Query()
+}
