@@ -1,0 +1,491 @@
+package vault
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Defaults used when Config or Auth leave a field empty.
+const (
+	DefaultMount       = "secret"
+	DefaultJWTFile     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultApproleAuth = "approle"
+	DefaultK8sAuth     = "kubernetes"
+)
+
+// Auth methods.
+const (
+	MethodToken      = "token"
+	MethodAppRole    = "approle"
+	MethodKubernetes = "kubernetes"
+)
+
+const (
+	// callTimeout bounds every Vault call, retries included.
+	callTimeout = 10 * time.Second
+	// verifyEvery rate-limits token checks triggered by denied calls.
+	verifyEvery = 5 * time.Second
+	// tokenFilePoll is how often token_file is checked for a new token.
+	tokenFilePoll = time.Second
+)
+
+// Config says where Vault is and how to log in. Empty Address and Namespace
+// fall back to $VAULT_ADDR and $VAULT_NAMESPACE.
+type Config struct {
+	Address       string
+	Namespace     string
+	CACert        string // PEM file trusted for Vault's certificate
+	TLSServerName string
+	Mount         string // KV v2 mount, default "secret"
+	Auth          Auth
+}
+
+// Auth selects the login method and the files it reads.
+type Auth struct {
+	Method       string // token (default) | approle | kubernetes
+	TokenFile    string // token: file holding the token; else $VAULT_TOKEN
+	RoleIDFile   string // approle
+	SecretIDFile string // approle
+	Role         string // kubernetes: Vault role name
+	JWTFile      string // kubernetes: service-account token, default DefaultJWTFile
+	MountPath    string // approle/kubernetes: auth mount, default the method name
+}
+
+// Status describes the connection to Vault. It holds no secret.
+type Status struct {
+	Address        string    `json:"address"`
+	Method         string    `json:"method"`
+	Authenticated  bool      `json:"authenticated"`
+	Reachable      bool      `json:"reachable"`
+	Sealed         bool      `json:"sealed"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
+	TokenExpiresAt time.Time `json:"token_expires_at,omitzero"`
+	Logins         int64     `json:"logins"`
+	Renewals       int64     `json:"renewals"`
+}
+
+// Client is a logged-in Vault client. It logs in (again) and renews its token
+// in the background; calls made while Vault is unreachable or sealed fail
+// promptly with an error that matches ErrUnavailable.
+type Client struct {
+	api    *api.Client // carries the current token
+	login  *api.Client // tokenless, used only by the auth loop
+	auth   authMethod
+	mount  string
+	method string
+	logger *slog.Logger
+
+	mu         sync.Mutex
+	st         Status
+	lastVerify time.Time
+
+	tokenChanged chan struct{} // token_file has a new token
+	denied       chan struct{} // a call was refused: check the token
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+}
+
+// New checks cfg, builds the client and starts logging in in the background.
+// It fails only for configuration errors (unknown method, unreadable files,
+// bad CA file), never because Vault is unreachable or sealed.
+func New(ctx context.Context, cfg Config, getenv func(string) string, logger *slog.Logger) (*Client, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Address == "" {
+		cfg.Address = getenv("VAULT_ADDR")
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = getenv("VAULT_NAMESPACE")
+	}
+	if cfg.Mount == "" {
+		cfg.Mount = DefaultMount
+	}
+	cfg.Mount = strings.Trim(cfg.Mount, "/")
+	if cfg.Auth.Method == "" {
+		cfg.Auth.Method = MethodToken
+	}
+	var errs []error
+	if cfg.Address == "" {
+		errs = append(errs, errors.New("vault: address is not set (vault.address or $VAULT_ADDR)"))
+	}
+	auth, err := newAuthMethod(cfg.Auth, getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	mainAPI, err := newAPIClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	loginAPI, err := newAPIClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		api:          mainAPI,
+		login:        loginAPI,
+		auth:         auth,
+		mount:        cfg.Mount,
+		method:       cfg.Auth.Method,
+		logger:       logger.With("component", "vault"),
+		st:           Status{Address: cfg.Address, Method: cfg.Auth.Method},
+		tokenChanged: make(chan struct{}, 1),
+		denied:       make(chan struct{}, 1),
+	}
+	// A token known at start is usable at once, before it is looked up.
+	if tok, ok := auth.(*tokenAuth); ok {
+		c.api.SetToken(tok.current().Reveal())
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.run(loopCtx)
+	}()
+	if tok, ok := auth.(*tokenAuth); ok && tok.file != "" {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.pollTokenFile(loopCtx)
+		}()
+	}
+	return c, nil
+}
+
+// newAPIClient builds an api.Client from cfg alone. The library also reads
+// VAULT_* from the process environment; everything it could pick up that way
+// is set explicitly here, so only cfg (and getenv) decide.
+func newAPIClient(cfg Config) (*api.Client, error) {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          16,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: callTimeout,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	ac := &api.Config{
+		Address: cfg.Address,
+		HttpClient: &http.Client{
+			Transport: tr,
+			// The api package follows Vault's redirects itself.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Timeout:      callTimeout,
+		MaxRetries:   1,
+		MinRetryWait: 200 * time.Millisecond,
+		MaxRetryWait: time.Second,
+	}
+	if cfg.CACert != "" || cfg.TLSServerName != "" {
+		if err := ac.ConfigureTLS(&api.TLSConfig{CACert: cfg.CACert, TLSServerName: cfg.TLSServerName}); err != nil {
+			return nil, fmt.Errorf("vault: tls: ca_cert %s: %w", cfg.CACert, err)
+		}
+	}
+	c, err := api.NewClient(ac)
+	if err != nil {
+		return nil, fmt.Errorf("vault: client for %s: %w", cfg.Address, err)
+	}
+	c.ClearToken()
+	if cfg.Namespace != "" {
+		c.SetNamespace(cfg.Namespace)
+	} else {
+		c.ClearNamespace()
+	}
+	return c, nil
+}
+
+// Close stops logging in and renewing. It does not revoke the token.
+func (c *Client) Close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// Status returns a snapshot of the connection state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st
+}
+
+// do runs one Vault call with a bounded time, records its outcome in Status
+// and returns a safe error (see Error).
+func (c *Client) do(ctx context.Context, fn func(ctx context.Context, a *api.Client) error) error {
+	c.checkTokenFile()
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	err := safeError(fn(ctx, c.api))
+	c.observe(err)
+	var ve *Error
+	if errors.As(err, &ve) && ve.StatusCode == http.StatusForbidden {
+		select {
+		case c.denied <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+// observe records the outcome of a call in Status.
+func (c *Client) observe(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.st.Reachable, c.st.Sealed = true, false
+		return
+	}
+	var ve *Error
+	if errors.As(err, &ve) {
+		c.st.Reachable = ve.StatusCode != 0
+		c.st.Sealed = ve.sealed()
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the caller gave up; says nothing about Vault
+	}
+	c.st.LastError = err.Error()
+	c.st.LastErrorAt = time.Now()
+}
+
+func (c *Client) setAuthenticated(ok bool, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.Authenticated = ok
+	c.st.TokenExpiresAt = expires
+}
+
+// run logs in, holds the token while it is good, and logs in again when it
+// is not, with exponential backoff and jitter between failed attempts.
+func (c *Client) run(ctx context.Context) {
+	bo := backoff{min: time.Second, max: time.Minute}
+	for ctx.Err() == nil {
+		sec, err := c.doLogin(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := bo.next()
+			c.logger.Warn("vault login failed; retrying", "err", err, "method", c.method, "retry_in", d.Round(time.Millisecond))
+			if !c.sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		bo.reset()
+		reason := c.hold(ctx, sec)
+		if ctx.Err() != nil {
+			return
+		}
+		c.logger.Info("vault token needs replacing; logging in again", "reason", reason)
+	}
+}
+
+// doLogin performs one login and records it.
+func (c *Client) doLogin(ctx context.Context) (*api.Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	// login makes Vault's errors safe itself; file errors are local.
+	sec, err := c.auth.login(ctx, c)
+	c.observe(err)
+	if err != nil {
+		c.setAuthenticated(false, time.Time{})
+		return nil, err
+	}
+	c.api.SetToken(sec.Auth.ClientToken)
+	var exp time.Time
+	if sec.Auth.LeaseDuration > 0 {
+		exp = time.Now().Add(time.Duration(sec.Auth.LeaseDuration) * time.Second)
+	}
+	c.mu.Lock()
+	c.st.Logins++
+	c.st.Authenticated = true
+	c.st.TokenExpiresAt = exp
+	n := c.st.Logins
+	c.mu.Unlock()
+	c.logger.Info("vault login", "method", c.method, "renewable", sec.Auth.Renewable,
+		"ttl", time.Duration(sec.Auth.LeaseDuration)*time.Second, "logins", n)
+	return sec, nil
+}
+
+// hold keeps the token alive until it can no longer be used, and says why.
+func (c *Client) hold(ctx context.Context, sec *api.Secret) string {
+	ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
+	var (
+		doneCh  <-chan error
+		renewCh <-chan *api.RenewOutput
+		expiry  <-chan time.Time
+	)
+	_, isToken := c.auth.(*tokenAuth)
+	switch {
+	case ttl <= 0:
+		// A token that does not expire (root, or a periodic token with no TTL).
+	case sec.Auth.Renewable:
+		w, err := c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: sec})
+		if err != nil {
+			return "lifetime watcher: " + err.Error()
+		}
+		go w.Start()
+		defer w.Stop()
+		doneCh, renewCh = w.DoneCh(), w.RenewCh()
+	case isToken:
+		t := time.NewTimer(ttl)
+		defer t.Stop()
+		expiry = t.C
+	default:
+		// Not renewable: log in again when two thirds of the TTL have passed.
+		t := time.NewTimer(ttl * 2 / 3)
+		defer t.Stop()
+		expiry = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return "closing"
+		case err := <-doneCh:
+			if err != nil {
+				err = safeError(err)
+				c.observe(err)
+				return "token renewal stopped: " + err.Error()
+			}
+			return "token reached its maximum TTL"
+		case r := <-renewCh:
+			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				c.mu.Lock()
+				c.st.Renewals++
+				c.st.Authenticated = true
+				c.st.TokenExpiresAt = r.RenewedAt.Add(time.Duration(r.Secret.Auth.LeaseDuration) * time.Second)
+				c.mu.Unlock()
+			}
+		case <-expiry:
+			if isToken {
+				c.setAuthenticated(false, time.Time{})
+				c.logger.Error("vault token expired and cannot be renewed; write a new token to token_file or restart with a new VAULT_TOKEN")
+				if !c.sleep(ctx, 0) {
+					return "closing"
+				}
+				return "token expired"
+			}
+			return "token not renewable and near expiry"
+		case <-c.tokenChanged:
+			return "token_file changed"
+		case <-c.denied:
+			if c.tokenRejected(ctx) {
+				return "vault rejected the token"
+			}
+		}
+	}
+}
+
+// tokenRejected looks the current token up (at most every verifyEvery) and
+// reports whether Vault refused it.
+func (c *Client) tokenRejected(ctx context.Context) bool {
+	c.mu.Lock()
+	if time.Since(c.lastVerify) < verifyEvery {
+		c.mu.Unlock()
+		return false
+	}
+	c.lastVerify = time.Now()
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
+	err = safeError(err)
+	c.observe(err)
+	var ve *Error
+	if errors.As(err, &ve) && ve.StatusCode == http.StatusForbidden {
+		c.setAuthenticated(false, time.Time{})
+		return true
+	}
+	return false
+}
+
+// sleep waits d (forever when d is 0) or until token_file changes; it
+// reports false when ctx ended.
+func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer:
+	case <-c.tokenChanged:
+	}
+	return true
+}
+
+func (c *Client) pollTokenFile(ctx context.Context) {
+	t := time.NewTicker(tokenFilePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.checkTokenFile()
+		}
+	}
+}
+
+// checkTokenFile puts a changed token_file into effect at once and tells the
+// auth loop to look the new token up.
+func (c *Client) checkTokenFile() {
+	tok, ok := c.auth.(*tokenAuth)
+	if !ok || tok.file == "" {
+		return
+	}
+	s, changed, err := tok.reload()
+	if err != nil {
+		c.logger.Warn("vault token_file unreadable; keeping the current token", "err", err)
+		return
+	}
+	if !changed {
+		return
+	}
+	c.api.SetToken(s.Reveal())
+	c.logger.Info("vault token_file changed; using the new token")
+	select {
+	case c.tokenChanged <- struct{}{}:
+	default:
+	}
+}
+
+// backoff is exponential with jitter: each delay is drawn from [d/2, d].
+type backoff struct {
+	min, max time.Duration
+	n        int
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.min << min(b.n, 16)
+	if d > b.max || d <= 0 {
+		d = b.max
+	}
+	b.n++
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.n = 0 }
