@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -186,4 +188,38 @@ func firstLine(s string, max int) string {
 		s = s[:max]
 	}
 	return s
+}
+
+// Revoke asks Panopto's revocation endpoint to revoke token (RFC 7009),
+// authenticating as the client the way ClientAuth says.
+func (e *Endpoint) Revoke(ctx context.Context, client *http.Client, c ClientCredentials, token Secret, hint string) error {
+	if e.RevocationURL == "" {
+		return errors.New("revoke: no revocation URL configured")
+	}
+	form := url.Values{"token": {token.Reveal()}}
+	if hint != "" {
+		form.Set("token_type_hint", hint)
+	}
+	if e.ClientAuth == "body" {
+		form.Set("client_id", c.ID)
+		form.Set("client_secret", c.Secret.Reveal())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.RevocationURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if e.ClientAuth != "body" {
+		req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret.Reveal()))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoke: %w", scrub(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoke: status %d", resp.StatusCode)
+	}
+	return nil
 }

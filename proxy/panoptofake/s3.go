@@ -221,11 +221,13 @@ func (s *Server) s3Complete(w http.ResponseWriter, r *http.Request, u *upload, k
 	var size int64
 	var sizes []int64
 	var data []byte
-	for i, rp := range req.Parts {
-		if i > 0 && rp.PartNumber <= req.Parts[i-1].PartNumber {
+	for i := 1; i < len(req.Parts); i++ {
+		if req.Parts[i].PartNumber <= req.Parts[i-1].PartNumber {
 			writeS3Error(w, r, http.StatusBadRequest, "InvalidPartOrder", "The list of parts was not in ascending order.")
 			return
 		}
+	}
+	for i, rp := range req.Parts {
 		p, ok := mu.parts[rp.PartNumber]
 		if !ok || strings.Trim(rp.ETag, `" `) != strings.Trim(p.etag, `"`) {
 			writeS3Error(w, r, http.StatusBadRequest, "InvalidPart",

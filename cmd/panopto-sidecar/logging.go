@@ -1,0 +1,40 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"golang.org/x/term"
+)
+
+// newLogger logs to w: tint (coloured) on a terminal when format is auto or
+// text, JSON otherwise. The level can change at runtime through lv.
+func newLogger(w io.Writer, format string, lv *slog.LevelVar) *slog.Logger {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	switch {
+	case format == "text" || (format == "auto" && tty):
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !tty}))
+	default:
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
+	}
+}
+
+func parseLevel(s string) slog.Level {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
+	"github.com/doubtfire-lms/panopto-sidecar/proxy"
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+)
+
+// sidecar is one running instance: the config snapshot in force and
+// everything built from it.
+type sidecar struct {
+	path   string
+	getenv func(string) string
+	log    *slog.Logger
+	level  *slog.LevelVar
+
+	cfg        atomic.Pointer[config.Config]
+	generation atomic.Int64
+	reloadMu   sync.Mutex // one reload at a time
+	reloadErr  atomic.Pointer[string]
+	reloadAt   atomic.Pointer[time.Time]
+
+	metrics   *proxy.Metrics
+	handler   *proxy.Handler
+	flow      *oauth.LoginFlow
+	store     oauth.Store
+	creds     atomic.Pointer[credentialsHolder]
+	tokenHTTP *http.Client
+	accounts  *accountPool
+	holder    string
+	extras    *extras
+}
+
+type credentialsHolder struct{ src oauth.CredentialSource }
+
+// serve runs the sidecar until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, path string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		return err
+	}
+	lv := new(slog.LevelVar)
+	lv.Set(parseLevel(cfg.Log.Level))
+	log := newLogger(stderr, cfg.Log.Format, lv)
+
+	s := &sidecar{path: path, getenv: getenv, log: log, level: lv, metrics: proxy.NewMetrics(), extras: newExtras()}
+	s.cfg.Store(cfg)
+	s.generation.Store(1)
+	s.holder = replicaName(getenv)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if err := s.build(ctx, cfg); err != nil {
+		return err
+	}
+	srv, ln, err := s.listen(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s.accounts.start(ctx)
+	go s.watch(ctx)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "upstream", cfg.Upstream,
+		"token_store", cfg.TokenStore.Type, "credentials", cfg.Credentials.Source, "tls", cfg.TLS.Mode)
+	if ok, _ := s.accounts.defaultManager().Ready(); !ok {
+		log.Warn("not connected to Panopto yet: open the login URL in a browser", "login_url", cfg.LoginURL())
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	grace := s.cfg.Load().ShutdownGrace.D()
+	log.Info("shutting down: no new connections, waiting for requests in flight", "grace", grace)
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer scancel()
+	err = srv.Shutdown(sctx)
+	s.extras.close()
+	if err != nil {
+		log.Warn("grace period over; closing the remaining connections", "err", err)
+		srv.Close()
+		return nil
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func replicaName(getenv func(string) string) string {
+	h := getenv("HOSTNAME")
+	if h == "" {
+		h, _ = os.Hostname()
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return h + "-" + hex.EncodeToString(b)
+}
+
+// build creates the store, credentials, token managers and the handler.
+func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
+	roots, err := upstreamRoots(cfg.UpstreamCAFile)
+	if err != nil {
+		return err
+	}
+	tr := proxy.NewTransport(proxy.TransportOptions{
+		RootCAs: roots, DialTimeout: cfg.Timeouts.Dial.D(), ResponseHeaders: cfg.Timeouts.UpstreamHeaders.D(),
+	})
+	tokenTr := proxy.NewTransport(proxy.TransportOptions{RootCAs: roots, DialTimeout: cfg.Timeouts.Dial.D(), MaxIdlePerHost: 4})
+	s.tokenHTTP = &http.Client{Transport: tokenTr, Timeout: cfg.Timeouts.TokenEndpoint.D() + 5*time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	src, err := s.credentialSource(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s.creds.Store(&credentialsHolder{src})
+	if s.store, err = s.tokenStore(ctx, cfg); err != nil {
+		return err
+	}
+	s.flow = oauth.NewLoginFlow(10*time.Minute, nil)
+	s.accounts = newAccountPool(s, cfg)
+	s.handler = proxy.New(proxy.Deps{
+		Accounts:    s.accounts,
+		Credentials: func() oauth.CredentialSource { return s.creds.Load().src },
+		Flow:        s.flow,
+		Transport:   tr,
+		Logger:      s.log.With("component", "proxy"),
+		Metrics:     s.metrics,
+		Status:      s.statusExtras,
+		Revoke:      s.revoke,
+	}, s.proxyOptions(cfg))
+	s.extras.registerMetrics(s)
+	return nil
+}
+
+func upstreamRoots(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("upstream_ca_file: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("upstream_ca_file: %s holds no PEM certificate", caFile)
+	}
+	return pool, nil
+}
+
+func endpointFrom(cfg *config.Config) oauth.Endpoint {
+	return oauth.Endpoint{
+		AuthURL:       cfg.OAuth.AuthorizeURL,
+		TokenURL:      cfg.OAuth.TokenURL,
+		RevocationURL: cfg.OAuth.RevocationURL,
+		RedirectURL:   cfg.RedirectURL(),
+		Scopes:        append([]string(nil), cfg.OAuth.Scopes...),
+		ClientAuth:    cfg.OAuth.ClientAuth,
+		RefreshBefore: cfg.OAuth.RefreshBefore.D(),
+		Timeout:       cfg.Timeouts.TokenEndpoint.D(),
+		LoginURL:      cfg.LoginURL(),
+	}
+}
+
+func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
+	routes := make([]proxy.Route, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		routes[i] = proxy.Route{Prefix: r.Prefix, Inject: r.Inject}
+	}
+	o := proxy.Options{
+		Upstream:            cfg.UpstreamURL(),
+		PublicURL:           cfg.PublicURL,
+		Routes:              routes,
+		Endpoint:            endpointFrom(cfg),
+		AccountsMode:        cfg.Accounts.Mode,
+		AccountsHeader:      cfg.Accounts.Header,
+		RewriteUploadTarget: cfg.RewriteUploadTarget,
+		RetryBodyLimit:      cfg.RetryBodyLimit.Int64(),
+		SharedSecretHeader:  cfg.Inbound.SharedSecretHeader,
+	}
+	if cfg.Inbound.SharedSecretFile != "" {
+		if b, err := os.ReadFile(cfg.Inbound.SharedSecretFile); err == nil {
+			o.SharedSecret = oauth.Secret(strings.TrimSpace(string(b)))
+		} else {
+			s.log.Error("inbound.shared_secret_file: cannot read; every request will be refused", "err", err)
+			o.SharedSecret = oauth.Secret("\x00unreadable")
+		}
+	}
+	return o
+}
+
+func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config) (oauth.CredentialSource, error) {
+	switch cfg.Credentials.Source {
+	case "vault":
+		return s.vaultCredentials(ctx, cfg)
+	default:
+		c, err := oauth.EnvCredentials(s.getenv)
+		if err != nil {
+			return nil, fmt.Errorf("credentials.source env: %w", err)
+		}
+		return c, nil
+	}
+}
+
+func (s *sidecar) tokenStore(ctx context.Context, cfg *config.Config) (oauth.Store, error) {
+	switch cfg.TokenStore.Type {
+	case "vault":
+		return s.vaultStore(ctx, cfg)
+	default:
+		fs := oauth.NewFileStore(cfg.TokenStore.Path)
+		// Read it now: a corrupt file stops the start with a clear error
+		// instead of being replaced by a new login.
+		if _, _, err := fs.Load(ctx, ""); err != nil {
+			return nil, err
+		}
+		return fs, nil
+	}
+}
+
+func (s *sidecar) revoke(ctx context.Context, g *oauth.Grant) error {
+	creds, err := s.creds.Load().src.Credentials(ctx)
+	if err != nil {
+		return err
+	}
+	ep := endpointFrom(s.cfg.Load())
+	if !g.RefreshToken.IsZero() {
+		return ep.Revoke(ctx, s.tokenHTTP, creds, g.RefreshToken, "refresh_token")
+	}
+	return ep.Revoke(ctx, s.tokenHTTP, creds, g.AccessToken, "access_token")
+}
+
+// listen binds the listener (with TLS when configured) and builds the server.
+func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server, net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
+		IdleTimeout:       cfg.Timeouts.Idle.D(),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	tln, err := s.wrapTLS(ctx, cfg, ln, srv)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return srv, tln, nil
+}
+
+// statusExtras adds the sidecar-level fields to /-/status.
+func (s *sidecar) statusExtras() map[string]any {
+	cfg := s.cfg.Load()
+	out := map[string]any{
+		"config": map[string]any{
+			"path":              s.path,
+			"generation":        s.generation.Load(),
+			"last_reload_error": deref(s.reloadErr.Load()),
+			"last_reload_at":    derefTime(s.reloadAt.Load()),
+		},
+		"token_store": map[string]any{"type": cfg.TokenStore.Type},
+		"replica":     s.holder,
+		"accounts":    s.accounts.status(),
+	}
+	cs := map[string]any{"source": cfg.Credentials.Source}
+	if c, err := s.creds.Load().src.Credentials(context.Background()); err == nil {
+		cs["version"] = c.Version
+	} else {
+		cs["error"] = err.Error()
+	}
+	out["credentials"] = cs
+	for k, v := range s.extras.status() {
+		out[k] = v
+	}
+	return out
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func derefTime(p *time.Time) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+var errNoVault = errors.New("vault support is not built into this binary")
