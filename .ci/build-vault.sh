@@ -26,7 +26,8 @@ dir="$(go mod download -json "github.com/hashicorp/vault@v${version}" | sed -n '
 cp -r "${dir}" "${work}/vault"
 chmod -R u+w "${work}/vault"
 cd "${work}/vault"
-sed -i '/^replace github.com\/hashicorp\/vault\/api => /d; /^replace github.com\/hashicorp\/vault\/sdk => /d' go.mod
+# Drop every replace that points into the source tree (api, api/auth/*, sdk).
+sed -i '/^replace github.com\/hashicorp\/vault\/[a-z\/]* => \.\//d' go.mod
 go mod edit -require=github.com/hashicorp/vault/sdk@v0.21.0 -require=github.com/hashicorp/vault/api@v1.22.0
 
 # Compile drifts against sdk v0.21.0: ActivationFunc gained a string argument,
