@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -542,4 +543,42 @@ func readAll(resp *http.Response) ([]byte, error) {
 	var b bytes.Buffer
 	_, err := b.ReadFrom(resp.Body)
 	return b.Bytes(), err
+}
+
+// TestConcurrentRefreshSameToken shows what a sidecar without single flight
+// gets: one refresh wins, every other use is reuse and the grant dies.
+func TestConcurrentRefreshSameToken(t *testing.T) {
+	e := newEnv(t, nil)
+	rt := e.login().str("refresh_token")
+	const n = 50
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.c.PostForm(e.ts.URL+"/Panopto/oauth2/connect/token", url.Values{
+				"grant_type": {"refresh_token"}, "refresh_token": {rt},
+				"client_id": {testClientID}, "client_secret": {testSecret},
+			})
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	ok := 0
+	for st := range statuses {
+		if st == 200 {
+			ok++
+		}
+	}
+	st := e.s.Stats()
+	if ok != 1 || st.Refreshes != 1 || st.RefreshReuse != n-1 || st.GrantsRevoked != 1 {
+		t.Fatalf("%d succeeded, stats %+v", ok, st)
+	}
 }
