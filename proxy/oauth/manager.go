@@ -239,9 +239,18 @@ func (m *Manager) due(s *state) time.Time {
 	return s.grant.Expiry.Add(-m.refreshBefore(s.grant) - s.jitter)
 }
 
-// usable reports whether g may be injected at now.
+// usable reports whether g may be injected at now: valid for at least
+// expirySkew more (a tenth of its lifetime for very short-lived tokens), so
+// a token never expires on its way to Panopto.
 func usable(g *Grant, now time.Time) bool {
-	return g.Valid(now.Add(expirySkew))
+	if g == nil {
+		return false
+	}
+	skew := expirySkew
+	if life := g.Expiry.Sub(g.ObtainedAt); life > 0 && life/10 < skew {
+		skew = life / 10
+	}
+	return g.Valid(now.Add(skew))
 }
 
 // Token returns a grant whose access token is valid now. It never returns an
