@@ -65,9 +65,11 @@ func TestTestdata(t *testing.T) {
 			if w := wants(data); len(w) > 0 {
 				t.Fatalf("a good file wants problems: %q", w)
 			}
-			if _, err := Parse(data, env()); err != nil {
+			c, err := Parse(data, env())
+			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
+			roundTrip(t, c, env())
 		})
 	}
 	for _, f := range bad {
