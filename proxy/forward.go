@@ -168,6 +168,12 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 		}
 		info.grant, info.manager = g, m
 	}
+	if r.ContentLength != 0 {
+		// Let the upstream's answer flow back while the request body is
+		// still arriving (uploads, echo-style APIs): without this an HTTP/1
+		// server drops the unread body once the response starts.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	f.rp.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
 }
 

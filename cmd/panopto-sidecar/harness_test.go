@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+)
+
+const (
+	testClientID     = "ontrack-sidecar"
+	testClientSecret = "client-secret-4f9a2c71e0"
+)
+
+// syncBuffer collects a sidecar's stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago, so public_url can name it before the sidecar starts.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// stand-in Panopto for whole-program tests.
+type panopto struct {
+	*panoptofake.Server
+	URL string
+}
+
+func startPanopto(t testing.TB, o panoptofake.Options) *panopto {
+	t.Helper()
+	if o.ClientID == "" {
+		o.ClientID, o.ClientSecret = testClientID, testClientSecret
+	}
+	f := panoptofake.New(o)
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return &panopto{Server: f, URL: srv.URL}
+}
+
+// sidecarProc is one sidecar started with run(), as an operator would.
+type sidecarProc struct {
+	t      testing.TB
+	URL    string
+	Config string
+	Logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startSidecar writes cfg (with {{LISTEN}} and {{URL}} filled in) to a temp
+// config.yaml and runs `panopto-sidecar serve -config FILE` in-process.
+func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *sidecarProc {
+	t.Helper()
+	url := "http://" + addr
+	cfg = strings.ReplaceAll(cfg, "{{LISTEN}}", addr)
+	cfg = strings.ReplaceAll(cfg, "{{URL}}", url)
+	path := filepath.Join(dir, "config.yaml")
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		switch k {
+		case "PANOPTO_CLIENT_ID":
+			return testClientID
+		case "PANOPTO_CLIENT_SECRET":
+			return testClientSecret
+		}
+		return ""
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		p.done <- run(ctx, []string{"serve", "-config", path}, getenv, io.Discard, p.Logs)
+	}()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("sidecar log:\n%s", lastLines(p.Logs.String(), 60))
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			t.Fatalf("sidecar exited: %v\n%s", err, p.Logs.String())
+		default:
+		}
+		if resp, err := http.Get(url + "/-/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("sidecar not healthy:\n%s", p.Logs.String())
+	return nil
+}
+
+// Stop cancels the sidecar (as SIGTERM does) and waits for run to return.
+func (p *sidecarProc) Stop() error {
+	p.cancel()
+	select {
+	case err, ok := <-p.done:
+		if ok {
+			close(p.done)
+		}
+		return err
+	case <-time.After(40 * time.Second):
+		p.t.Error("sidecar did not stop")
+		return nil
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// login follows /-/login through Panopto's authorize endpoint back to
+// /redirect, as a browser (or curl -L with a cookie jar) does.
+func login(t testing.TB, base string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := c.Get(base + "/-/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Connected to Panopto") {
+		t.Fatalf("login ended with %d: %s", resp.StatusCode, body)
+	}
+}
+
+func getJSON(t testing.TB, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// secretsIn returns every token held in a file store's files under dir.
+func secretsIn(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		for _, k := range []string{"access_token", "refresh_token"} {
+			if s, _ := m[k].(string); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+var tokenish = regexp.MustCompile(`(?i)bearer [a-z0-9._~+/-]{8,}`)
+
+// assertNoSecrets fails if any secret appears in any of the texts, or if a
+// text holds something that looks like a bearer header value.
+func assertNoSecrets(t testing.TB, secrets []string, texts map[string]string) {
+	t.Helper()
+	for name, text := range texts {
+		for _, s := range secrets {
+			if s != "" && strings.Contains(text, s) {
+				t.Errorf("%s contains a secret (%d chars)", name, len(s))
+			}
+		}
+		if m := tokenish.FindString(text); m != "" {
+			t.Errorf("%s contains a bearer value", name)
+		}
+	}
+}
+
+func fetch(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func baseConfig(upstream, storeDir string) string {
+	return fmt.Sprintf(`listen: {{LISTEN}}
+public_url: {{URL}}
+upstream: %s
+oauth:
+  refresh_before: 2s
+token_store: {type: file, path: %s}
+log: {level: debug, format: json}
+shutdown_grace: 10s
+`, upstream, filepath.Join(storeDir, "panopto-token.json"))
+}
