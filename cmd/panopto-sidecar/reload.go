@@ -101,13 +101,16 @@ func (s *sidecar) reload(ctx context.Context) {
 		return
 	}
 	cur := s.cfg.Load()
-	if reflect.DeepEqual(cur, next) {
-		s.reloadErr.Store(nil)
-		s.extras.reloads.WithLabelValues("unchanged").Inc()
-		return
-	}
 	restart := cur.RestartRequired(next)
 	eff := s.keepRestartOnly(cur, next)
+	if reflect.DeepEqual(cur, eff) {
+		s.reloadErr.Store(nil)
+		s.extras.reloads.WithLabelValues("unchanged").Inc()
+		if len(restart) > 0 {
+			s.log.Warn("config unchanged but for settings that take effect only after a restart", "keys", strings.Join(restart, ", "))
+		}
+		return
+	}
 	if err := s.apply(ctx, cur, eff); err != nil {
 		msg := err.Error()
 		s.reloadErr.Store(&msg)
