@@ -519,3 +519,36 @@ func TestRestartRequired(t *testing.T) {
 		t.Error("nil receiver")
 	}
 }
+
+// TestShippedConfigIsComplete checks that config.yaml sets every key of the
+// schema, so that a field added to types.go is documented there too.
+func TestShippedConfigIsComplete(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDecoder()
+	var c Config
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	d.mapping(doc.Content[0], structValue(&c), "")
+	if len(d.problems) > 0 {
+		t.Fatal(errors.Join(d.errs()...))
+	}
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, path string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			p := join(path, strings.Split(f.Tag.Get("yaml"), ",")[0])
+			if _, ok := d.lines[p]; !ok {
+				t.Errorf("config.yaml does not set %s", p)
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[VaultAuth]() {
+				walk(f.Type, p)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+}

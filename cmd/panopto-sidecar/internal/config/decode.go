@@ -108,7 +108,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetInt(int64(i))
 	default:
-		panic(fmt.Sprintf("config: no decoding for %s at %s", v.Type(), path))
+		// A schema field of a type this decoder does not know: a bug, reported
+		// rather than panicking on an operator's file.
+		d.problemf(path, n, "internal error: cannot decode into %s", v.Type())
 	}
 }
 
