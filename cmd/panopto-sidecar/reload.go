@@ -101,8 +101,7 @@ func (s *sidecar) reload(ctx context.Context) {
 		return
 	}
 	cur := s.cfg.Load()
-	restart := cur.RestartRequired(next)
-	eff := s.keepRestartOnly(cur, next)
+	eff, restart := s.keepRestartOnly(cur, next)
 	if reflect.DeepEqual(cur, eff) {
 		s.reloadErr.Store(nil)
 		s.extras.reloads.WithLabelValues("unchanged").Inc()
@@ -129,24 +128,29 @@ func (s *sidecar) reload(ctx context.Context) {
 }
 
 // keepRestartOnly returns next with the settings that need a restart kept
-// as they are now, so nothing is half-applied.
-func (s *sidecar) keepRestartOnly(cur, next *config.Config) *config.Config {
+// as they are now, so nothing is half-applied, and the keys it kept back.
+func (s *sidecar) keepRestartOnly(cur, next *config.Config) (*config.Config, []string) {
 	eff := *next
-	eff.Listen = cur.Listen
-	eff.TLS = cur.TLS
-	eff.Inbound.ClientCAFile = cur.Inbound.ClientCAFile
-	eff.Timeouts.ReadHeader = cur.Timeouts.ReadHeader
-	eff.Timeouts.Idle = cur.Timeouts.Idle
-	eff.Timeouts.Dial = cur.Timeouts.Dial
-	eff.Timeouts.UpstreamHeaders = cur.Timeouts.UpstreamHeaders
-	eff.UpstreamCAFile = cur.UpstreamCAFile
-	eff.TokenStore = cur.TokenStore
-	eff.Accounts.Mode = cur.Accounts.Mode
+	var kept []string
+	keep := func(key string, changed bool, restore func()) {
+		if changed {
+			kept = append(kept, key)
+			restore()
+		}
+	}
+	keep("listen", eff.Listen != cur.Listen, func() { eff.Listen = cur.Listen })
+	keep("tls", !reflect.DeepEqual(eff.TLS, cur.TLS), func() { eff.TLS = cur.TLS })
+	keep("inbound.client_ca_file", eff.Inbound.ClientCAFile != cur.Inbound.ClientCAFile, func() { eff.Inbound.ClientCAFile = cur.Inbound.ClientCAFile })
+	keep("timeouts", !reflect.DeepEqual(eff.Timeouts, cur.Timeouts), func() { eff.Timeouts = cur.Timeouts })
+	keep("upstream_ca_file", eff.UpstreamCAFile != cur.UpstreamCAFile, func() { eff.UpstreamCAFile = cur.UpstreamCAFile })
+	keep("token_store", eff.TokenStore != cur.TokenStore, func() { eff.TokenStore = cur.TokenStore })
+	keep("accounts.mode", eff.Accounts.Mode != cur.Accounts.Mode, func() { eff.Accounts.Mode = cur.Accounts.Mode })
+	keep("log.format", eff.Log.Format != cur.Log.Format, func() { eff.Log.Format = cur.Log.Format })
 	if cur.TokenStore.Type == "vault" {
 		// The token store holds its Vault connection for the process's life.
-		eff.Vault = cur.Vault
+		keep("vault (used by the token store)", !reflect.DeepEqual(eff.Vault, cur.Vault), func() { eff.Vault = cur.Vault })
 	}
-	return &eff
+	return &eff, kept
 }
 
 // apply makes next the live config: credentials first (they can fail), then

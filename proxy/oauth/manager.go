@@ -358,7 +358,17 @@ func (m *Manager) noteResult(err error) {
 		return
 	}
 	m.failures++
-	m.retryAt = m.now().Add(backoff(m.failures))
+	now := m.now()
+	wait := backoff(m.failures)
+	// While the held token is still valid, never back off past the point
+	// where it would expire before the next attempt: retry at most a third
+	// of the remaining lifetime later (a bounded, shrinking number of tries).
+	if g := m.state.Load().grant; g.Valid(now) {
+		if left := g.Expiry.Sub(now) / 3; wait > left {
+			wait = max(left, 250*time.Millisecond)
+		}
+	}
+	m.retryAt = now.Add(wait)
 	m.lastErr = err.Error()
 	m.lastErrT = m.now()
 }
