@@ -168,6 +168,17 @@ func (t *tokenAuth) login(ctx context.Context, c *Client) (*api.Secret, error) {
 	}
 	renewable, _ := self.TokenIsRenewable()
 	ttl, _ := self.TokenTTL()
+	// ttl is whole seconds, rounded down: a token with 0.9 s left says 0,
+	// like one that never expires. expire_time tells them apart.
+	if s, ok := self.Data["expire_time"].(string); ok && s != "" {
+		if exp, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			left := time.Until(exp)
+			if left <= 0 {
+				return nil, errors.New("token has expired")
+			}
+			ttl = (left + time.Second - 1).Truncate(time.Second)
+		}
+	}
 	return &api.Secret{Auth: &api.SecretAuth{
 		ClientToken:   tok.Reveal(),
 		Renewable:     renewable,

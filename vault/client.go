@@ -237,6 +237,12 @@ func (c *Client) do(ctx context.Context, fn func(ctx context.Context, a *api.Cli
 	defer cancel()
 	err := safeError(fn(ctx, c.api))
 	c.observe(err)
+	if err == nil {
+		// Every call made here is authenticated: the token works.
+		c.mu.Lock()
+		c.st.Authenticated = true
+		c.mu.Unlock()
+	}
 	var ve *Error
 	if errors.As(err, &ve) && ve.StatusCode == http.StatusForbidden {
 		select {
@@ -255,13 +261,13 @@ func (c *Client) observe(err error) {
 		c.st.Reachable, c.st.Sealed = true, false
 		return
 	}
+	if errors.Is(err, context.Canceled) {
+		return // the caller gave up; says nothing about Vault
+	}
 	var ve *Error
 	if errors.As(err, &ve) {
 		c.st.Reachable = ve.StatusCode != 0
 		c.st.Sealed = ve.sealed()
-	}
-	if errors.Is(err, context.Canceled) {
-		return // the caller gave up; says nothing about Vault
 	}
 	c.st.LastError = err.Error()
 	c.st.LastErrorAt = time.Now()
@@ -330,12 +336,23 @@ func (c *Client) doLogin(ctx context.Context) (*api.Secret, error) {
 // hold keeps the token alive until it can no longer be used, and says why.
 func (c *Client) hold(ctx context.Context, sec *api.Secret) string {
 	ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
+	_, isToken := c.auth.(*tokenAuth)
 	var (
 		doneCh  <-chan error
 		renewCh <-chan *api.RenewOutput
-		expiry  <-chan time.Time
+		// expiry fires when the token has expired (token method) or is about
+		// to (login methods, which can get a new one).
+		expiry = time.NewTimer(time.Hour)
 	)
-	_, isToken := c.auth.(*tokenAuth)
+	expiry.Stop()
+	defer expiry.Stop()
+	// expireAt arms expiry for a token valid for lease from now.
+	expireAt := func(lease time.Duration) {
+		if !isToken {
+			lease -= max(lease/10, 300*time.Millisecond)
+		}
+		expiry.Reset(max(lease, 0))
+	}
 	switch {
 	case ttl <= 0:
 		// A token that does not expire (root, or a periodic token with no TTL).
@@ -347,15 +364,12 @@ func (c *Client) hold(ctx context.Context, sec *api.Secret) string {
 		go w.Start()
 		defer w.Stop()
 		doneCh, renewCh = w.DoneCh(), w.RenewCh()
+		expireAt(ttl)
 	case isToken:
-		t := time.NewTimer(ttl)
-		defer t.Stop()
-		expiry = t.C
+		expireAt(ttl)
 	default:
 		// Not renewable: log in again when two thirds of the TTL have passed.
-		t := time.NewTimer(ttl * 2 / 3)
-		defer t.Stop()
-		expiry = t.C
+		expiry.Reset(ttl * 2 / 3)
 	}
 	for {
 		select {
@@ -365,27 +379,38 @@ func (c *Client) hold(ctx context.Context, sec *api.Secret) string {
 			if err != nil {
 				err = safeError(err)
 				c.observe(err)
-				return "token renewal stopped: " + err.Error()
 			}
-			return "token reached its maximum TTL"
+			if !isToken {
+				if err != nil {
+					return "token renewal stopped: " + err.Error()
+				}
+				return "token reached its maximum TTL"
+			}
+			// A configured token cannot be replaced from here: use it until
+			// it expires.
+			doneCh, renewCh = nil, nil
+			c.logger.Warn("vault token can no longer be renewed; it will expire", "expires_at", c.Status().TokenExpiresAt, "err", err)
 		case r := <-renewCh:
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				lease := time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
 				c.mu.Lock()
 				c.st.Renewals++
 				c.st.Authenticated = true
-				c.st.TokenExpiresAt = r.RenewedAt.Add(time.Duration(r.Secret.Auth.LeaseDuration) * time.Second)
+				c.st.TokenExpiresAt = r.RenewedAt.Add(lease)
 				c.mu.Unlock()
+				expiry.Stop()
+				expireAt(lease - time.Since(r.RenewedAt))
 			}
-		case <-expiry:
+		case <-expiry.C:
 			if isToken {
 				c.setAuthenticated(false, time.Time{})
-				c.logger.Error("vault token expired and cannot be renewed; write a new token to token_file or restart with a new VAULT_TOKEN")
+				c.logger.Error("vault token expired; write a new token to token_file or restart with a new VAULT_TOKEN")
 				if !c.sleep(ctx, 0) {
 					return "closing"
 				}
 				return "token expired"
 			}
-			return "token not renewable and near expiry"
+			return "token near expiry"
 		case <-c.tokenChanged:
 			return "token_file changed"
 		case <-c.denied:
