@@ -52,10 +52,11 @@ type Credentials struct {
 	o      CredentialsOptions
 	logger *slog.Logger
 
-	held    atomic.Pointer[heldCredentials]
-	readMu  sync.Mutex // one read at a time
-	stMu    sync.Mutex
-	lastErr string
+	held       atomic.Pointer[heldCredentials]
+	readMu     sync.Mutex // one read at a time
+	stMu       sync.Mutex
+	lastErr    string
+	lastLogged string
 }
 
 type heldCredentials struct {
@@ -122,12 +123,24 @@ func (c *Credentials) poll(ctx context.Context) {
 		case err == nil && v == held.version:
 			return
 		case err != nil && !errors.Is(err, ErrDenied):
-			c.fail(err)
+			c.warn(ctx, c.fail(err))
 			return
 		}
 		// Changed, or the policy does not allow reading metadata: read the data.
 	}
-	if err := c.Reread(ctx); err != nil && ctx.Err() == nil {
+	c.warn(ctx, c.Reread(ctx))
+}
+
+// warn logs a polling failure once, not again while it stays the same.
+func (c *Credentials) warn(ctx context.Context, err error) {
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	c.stMu.Lock()
+	repeated := c.lastLogged == err.Error()
+	c.lastLogged = err.Error()
+	c.stMu.Unlock()
+	if !repeated {
 		c.logger.Warn("vault credentials not updated; keeping the last good ones", "err", err)
 	}
 }
@@ -204,7 +217,7 @@ func (c *Credentials) read(ctx context.Context, onlyIfEmpty bool) error {
 	}
 	prev := c.held.Swap(h)
 	c.stMu.Lock()
-	c.lastErr = ""
+	c.lastErr, c.lastLogged = "", ""
 	c.stMu.Unlock()
 	if prev == nil || prev.version != h.version {
 		c.logger.Info("vault credentials loaded", "version", h.version)

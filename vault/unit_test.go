@@ -2,9 +2,12 @@ package vault
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -311,5 +314,67 @@ func TestUnreachableAtStart(t *testing.T) {
 	_, err = s.CompareAndSwap(context.Background(), "", 0, oauth.Record{})
 	if !errors.Is(err, ErrUnavailable) || errors.Is(err, oauth.ErrConflict) {
 		t.Errorf("CompareAndSwap err = %v, want ErrUnavailable and not ErrConflict", err)
+	}
+}
+
+// TestConfigFromGetenvOnly runs against a stand-in Vault over TLS: the
+// address, namespace and token come from getenv (never from the process
+// environment), and the CA file and server name are used.
+func TestConfigFromGetenvOnly(t *testing.T) {
+	type seen struct{ path, token, namespace string }
+	got := make(chan seen, 16)
+	fake := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.URL.Path, r.Header.Get("X-Vault-Token"), r.Header.Get("X-Vault-Namespace")}
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/auth/token/lookup-self":
+			fmt.Fprint(w, `{"data":{"ttl":0,"renewable":false,"expire_time":null}}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"errors":[]}`)
+		}
+	}))
+	defer fake.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VAULT_TOKEN", "from-process")
+	t.Setenv("VAULT_NAMESPACE", "process-ns")
+	t.Setenv("VAULT_ADDR", "http://127.0.0.1:1")
+	getenv := func(k string) string {
+		return map[string]string{"VAULT_ADDR": fake.URL, "VAULT_NAMESPACE": "team-a", "VAULT_TOKEN": "from-getenv"}[k]
+	}
+	c, err := New(context.Background(), Config{CACert: ca, TLSServerName: "example.com"}, getenv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rec, v, err := NewStore(c, "p").Load(context.Background(), "")
+	if err != nil || v != 0 || rec.Grant != nil {
+		t.Fatalf("Load = %+v, %d, %v", rec, v, err)
+	}
+	deadline := time.After(10 * time.Second)
+	var paths []string
+	for len(paths) < 2 {
+		select {
+		case s := <-got:
+			if s.token != "from-getenv" || s.namespace != "team-a" {
+				t.Errorf("%s sent token %q namespace %q", s.path, s.token, s.namespace)
+			}
+			paths = append(paths, s.path)
+		case <-deadline:
+			t.Fatalf("requests seen: %v", paths)
+		}
+	}
+
+	// Without the CA file the server is not trusted.
+	c2, err := New(context.Background(), Config{}, getenv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, _, err := NewStore(c2, "p").Load(context.Background(), ""); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("untrusted server: %v", err)
 	}
 }
