@@ -99,7 +99,9 @@ type Client struct {
 
 // New checks cfg, builds the client and starts logging in in the background.
 // It fails only for configuration errors (unknown method, unreadable files,
-// bad CA file), never because Vault is unreachable or sealed.
+// bad CA file), never because Vault is unreachable or sealed. The background
+// work (login, renewal, token_file polling) runs until ctx ends or Close.
+// getenv supplies VAULT_ADDR, VAULT_NAMESPACE and VAULT_TOKEN.
 func New(ctx context.Context, cfg Config, getenv func(string) string, logger *slog.Logger) (*Client, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -154,7 +156,7 @@ func New(ctx context.Context, cfg Config, getenv func(string) string, logger *sl
 	if tok, ok := auth.(*tokenAuth); ok {
 		c.api.SetToken(tok.current().Reveal())
 	}
-	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	loopCtx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	c.wg.Add(1)
 	go func() {

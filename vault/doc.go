@@ -24,6 +24,8 @@
 //     (default kubernetes).
 //
 // Logins happen on a separate client that never carries the old token.
+// Client.Status counts logins and renewals and shows when the token expires;
+// it never shows the token.
 //
 // # Renewal
 //

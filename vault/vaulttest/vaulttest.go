@@ -164,6 +164,7 @@ func StartPersistent(t testing.TB) *Server {
 }
 
 func newServer(t testing.TB, dev bool) *Server {
+	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
 	s := &Server{
