@@ -80,7 +80,8 @@ type sidecarProc struct {
 	Config string
 	Logs   *syncBuffer
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when run returns
+	err    error
 }
 
 // startSidecar writes cfg (with {{LISTEN}} and {{URL}} filled in) to a temp
@@ -109,21 +110,22 @@ func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *s
 		return ""
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
-		p.done <- run(ctx, []string{"serve", "-config", path}, getenv, io.Discard, p.Logs)
+		p.err = run(ctx, []string{"serve", "-config", path}, getenv, io.Discard, p.Logs)
+		close(p.done)
 	}()
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("sidecar log:\n%s", lastLines(p.Logs.String(), 60))
+			t.Logf("sidecar log (without successful requests):\n%s", lastLines(withoutOK(p.Logs.String()), 80))
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-p.done:
-			t.Fatalf("sidecar exited: %v\n%s", err, p.Logs.String())
+		case <-p.done:
+			t.Fatalf("sidecar exited: %v\n%s", p.err, p.Logs.String())
 		default:
 		}
 		if resp, err := http.Get(url + "/-/healthz"); err == nil {
@@ -142,11 +144,8 @@ func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *s
 func (p *sidecarProc) Stop() error {
 	p.cancel()
 	select {
-	case err, ok := <-p.done:
-		if ok {
-			close(p.done)
-		}
-		return err
+	case <-p.done:
+		return p.err
 	case <-time.After(40 * time.Second):
 		p.t.Error("sidecar did not stop")
 		return nil
@@ -255,4 +254,17 @@ token_store: {type: file, path: %s}
 log: {level: debug, format: json}
 shutdown_grace: 10s
 `, upstream, filepath.Join(storeDir, "panopto-token.json"))
+}
+
+// withoutOK drops the log lines of requests answered 200.
+func withoutOK(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, `"msg":"request"`) && strings.Contains(l, `"status":200`) {
+			continue
+		}
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }

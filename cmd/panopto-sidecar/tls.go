@@ -29,7 +29,7 @@ func (s *sidecar) wrapTLS(ctx context.Context, cfg *config.Config, ln net.Listen
 			TLSALPNPort: cfg.TLS.ACME.TLSALPNPort,
 		},
 		ClientCAFile: cfg.Inbound.ClientCAFile,
-	}, s.log.With("component", "tls"))
+	}, s.log)
 	if err != nil {
 		return nil, err
 	}

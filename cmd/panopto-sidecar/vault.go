@@ -47,7 +47,7 @@ func (s *sidecar) vaultClient(ctx context.Context, cfg *config.Config) (*vault.C
 	if v.client != nil {
 		return v.client, nil
 	}
-	c, err := vault.New(ctx, vaultConfig(cfg.Vault), s.getenv, s.log.With("component", "vault"))
+	c, err := vault.New(ctx, vaultConfig(cfg.Vault), s.getenv, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
@@ -72,7 +72,7 @@ func (s *sidecar) vaultCredentials(ctx context.Context, cfg *config.Config) (oau
 	if err != nil {
 		return nil, err
 	}
-	creds := vault.NewCredentials(c, credentialsOptions(cfg.Credentials), s.log.With("component", "vault-credentials"))
+	creds := vault.NewCredentials(c, credentialsOptions(cfg.Credentials), s.log)
 	cctx, cancel := context.WithCancel(ctx)
 	creds.Start(cctx)
 	v := &s.extras.vault

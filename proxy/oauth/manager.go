@@ -88,7 +88,7 @@ const (
 	expirySkew = 5 * time.Second
 	// storeRecheck: how often a manager holding no grant re-reads the store
 	// on behalf of requests.
-	storeRecheck = 2 * time.Second
+	storeRecheck = 500 * time.Millisecond
 	// idlePoll: how often the background loop re-reads the store when it
 	// holds no grant or is waiting on another replica.
 	idlePoll    = 10 * time.Second
@@ -265,20 +265,19 @@ func (m *Manager) Token(ctx context.Context) (*Grant, error) {
 		}
 		return s.grant, nil
 	}
-	if s.grant == nil {
-		// Another replica may have logged in or refreshed: re-read the
-		// store, at most every storeRecheck.
-		if m.shouldRecheckStore(now) {
-			if err := m.reload(ctx); err != nil {
-				m.log.Warn("token store: re-read failed", "err", err)
-			}
-			if s = m.state.Load(); usable(s.grant, m.now()) {
-				return s.grant, nil
-			}
+	// Another replica may have logged in or refreshed: re-read the store
+	// (cheap, and never a call to Panopto), at most every storeRecheck,
+	// even while refreshing is backing off.
+	if m.shouldRecheckStore(now) {
+		if err := m.reload(ctx); err != nil {
+			m.log.Debug("token store: re-read failed", "err", err)
 		}
-		if s.grant == nil && m.password == nil {
-			return nil, ErrNotConnected
+		if s = m.state.Load(); usable(s.grant, m.now()) {
+			return s.grant, nil
 		}
+	}
+	if s.grant == nil && m.password == nil {
+		return nil, ErrNotConnected
 	}
 	if !m.mayAttempt(now) {
 		return nil, fmt.Errorf("%w: token refresh is backing off after errors", ErrNotConnected)
