@@ -145,7 +145,7 @@ func TestDefaults(t *testing.T) {
 		ShutdownGrace: Duration(30 * time.Second),
 		TLS: TLS{Mode: "none", ACME: ACME{
 			Directory: "https://acme-v02.api.letsencrypt.org/directory",
-			HTTPPort:  80, TLSALPNPort: 443,
+			HTTPPort:  80, TLSALPNPort: 443, Storage: "certmagic",
 		}},
 		RetryBodyLimit: 1 << 20,
 		Accounts:       Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour)},

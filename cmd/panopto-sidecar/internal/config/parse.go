@@ -195,6 +195,7 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "auto")
 	def(&c.TLS.ACME.Directory, DefaultACMEDirectory)
+	def(&c.TLS.ACME.Storage, "certmagic") // relative to the working directory, like the token file
 	def(&c.Accounts.Mode, "off")
 	def(&c.Accounts.Header, "X-Panopto-User")
 	def(&c.Inbound.SharedSecretHeader, "X-Sidecar-Auth")
