@@ -190,6 +190,18 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{}
+	if account := r.URL.Query().Get("account"); account != "" {
+		// One account's grant, asked for by name (names are never listed).
+		m, err := h.deps.Accounts.Manager(r.Context(), account)
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown_account"})
+			return
+		}
+		st := m.Status()
+		login := h.opts.Load().PublicURL + "/-/login?account=" + urlQueryEscape(account)
+		writeJSON(w, http.StatusOK, map[string]any{"account": account, "connected": st.Connected, "token": st, "login_url": login})
+		return
+	}
 	if m := h.defaultManager(r.Context()); m != nil {
 		out["token"] = m.Status()
 		st := m.Status()

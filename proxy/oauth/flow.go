@@ -101,10 +101,15 @@ func (f *LoginFlow) Begin(ep Endpoint, clientID, account string) Login {
 	f.mu.Unlock()
 
 	cfg := ep.oauth2Config(ClientCredentials{ID: clientID})
-	u := cfg.AuthCodeURL(state,
+	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(verifier),
 		oauth2.SetAuthURLParam("nonce", nonce),
-	)
+	}
+	if account != "" {
+		// Suggest the account's user to Panopto's login page.
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", account))
+	}
+	u := cfg.AuthCodeURL(state, opts...)
 	return Login{URL: u, State: state, Binding: binding}
 }
 
