@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -175,7 +174,6 @@ func TestAccountsLogin(t *testing.T) {
 	if c := statusCode(sc.URL + "/-/logout?account=alice"); c != 405 {
 		t.Fatalf("GET /-/logout: %d", c)
 	}
-	_ = fmt.Sprint
 }
 
 // TestAccountHeaderStrippedWhenOff: with accounts off, the header is

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,12 +198,9 @@ func TestVaultReplicas(t *testing.T) {
 	for i, sc := range scs {
 		b, _ := json.Marshal(fetch(t, sc.URL+"/-/status"))
 		assertNoSecrets(t, secrets, map[string]string{
-			fmt.Sprintf("replica %d logs", i): sc.Logs.String(),
-			fmt.Sprintf("replica %d status", i): string(b),
+			fmt.Sprintf("replica %d logs", i):    sc.Logs.String(),
+			fmt.Sprintf("replica %d status", i):  string(b),
 			fmt.Sprintf("replica %d metrics", i): fetch(t, sc.URL+"/metrics"),
 		})
 	}
-	_ = io.Discard
-	_ = strings.Contains
-	_ = http.StatusOK
 }
