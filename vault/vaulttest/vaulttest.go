@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -88,6 +89,7 @@ type Server struct {
 	rootToken string
 	unsealKey string
 	kvMounted bool
+	logOffset int64
 }
 
 // StartDev starts `vault server -dev` on a free loopback port with root token
@@ -324,6 +326,7 @@ func (s *Server) spawn() error {
 		return err
 	}
 	fmt.Fprintf(out, "==== vaulttest: %s %s\n", s.bin, strings.Join(args, " "))
+	offset, _ := out.Seek(0, io.SeekEnd)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	cmd.Env = []string{"HOME=" + s.dir, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + s.dir}
@@ -340,9 +343,31 @@ func (s *Server) spawn() error {
 		close(exited)
 	}()
 	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
+	s.cmd, s.exited, s.logOffset = cmd, exited, offset
 	s.mu.Unlock()
 	return nil
+}
+
+// startedMarker is what Vault prints once its listeners are bound.
+const startedMarker = "Vault server started!"
+
+// ownServerUp reports whether this process printed startedMarker since it
+// was spawned: until then a health answer on the port may come from another
+// server that holds it.
+func (s *Server) ownServerUp() bool {
+	s.mu.Lock()
+	offset := s.logOffset
+	s.mu.Unlock()
+	f, err := os.Open(s.log)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	return err == nil && strings.Contains(string(b), startedMarker)
 }
 
 // waitResponding waits until the HTTP API answers at all (sealed or not).
@@ -376,7 +401,7 @@ func (s *Server) poll(ok func(code int) bool) error {
 		} else {
 			last = err.Error()
 		}
-		if ok(code) {
+		if ok(code) && s.ownServerUp() {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -459,10 +484,17 @@ func (s *Server) fail(format string, args ...any) {
 	s.t.Fatalf("vaulttest: "+format, args...)
 }
 
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
 // freePortPair finds a loopback port p with p+1 also free (Vault binds p+1
 // for cluster traffic).
 func freePortPair() (int, error) {
-	for range 20 {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return 0, err
@@ -474,6 +506,10 @@ func freePortPair() (int, error) {
 			continue
 		}
 		l2.Close()
+		if portsUsed[p] || portsUsed[p+1] {
+			continue // handed to another server of this test binary
+		}
+		portsUsed[p], portsUsed[p+1] = true, true
 		return p, nil
 	}
 	return 0, errors.New("no free port pair on 127.0.0.1")
