@@ -135,13 +135,15 @@ func bench(ctx context.Context, f flags, stdout, stderr io.Writer) (err error) {
 		}
 	}
 
-	if !f.skip["latency"] {
-		if err := latencyPhase(ctx, f, script, tgts, res, logf); err != nil {
+	// Streaming runs first, on freshly started proxies, so its peak RSS is
+	// not the heap left over from 256-connection load.
+	if !f.skip["stream"] {
+		if err := streamPhase(ctx, f, tgts, static, res, logf); err != nil {
 			return err
 		}
 	}
-	if !f.skip["stream"] {
-		if err := streamPhase(ctx, f, tgts, static, res, logf); err != nil {
+	if !f.skip["latency"] {
+		if err := latencyPhase(ctx, f, script, tgts, res, logf); err != nil {
 			return err
 		}
 	}
@@ -190,6 +192,7 @@ func latencyPhase(ctx context.Context, f flags, script string, tgts []target, re
 				n++
 				var cpu0 float64
 				if t.proc != nil {
+					_ = resetPeakRSS(t.proc.cmd.Process.Pid) // per-cell peak (from the RSS at the cell's start)
 					cpu0 = cpuSeconds(t.proc.cmd.Process.Pid)
 				}
 				r, err := runWrk(ctx, f.wrkBin, script, t.url+pathSmall, c, f.wrkThreads, f.duration, t.headers)
@@ -290,7 +293,7 @@ func report(w io.Writer, f flags, res *results) {
 	if len(res.Cells) > 0 {
 		a := aggregate(res.Cells)
 		fmt.Fprintf(w, "\n### Small GET (1 KiB JSON), medians over repeats; added latency = target − direct\n\n")
-		fmt.Fprintf(w, "| conns | target | req/s | p50 µs | +p50 µs | +p99 µs | +p99.9 µs | CPU s/10k req | peak RSS MiB | errors |\n")
+		fmt.Fprintf(w, "| conns | target | req/s | p50 µs | +p50 µs | +p99 µs | +p99.9 µs | CPU s/10k req | peak RSS MiB (max over repeats) | errors |\n")
 		fmt.Fprintf(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range f.concurrencies {
 			d, hasDirect := a["direct"][c]
