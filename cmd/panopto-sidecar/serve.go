@@ -199,6 +199,10 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		RewriteUploadTarget: cfg.RewriteUploadTarget,
 		RetryBodyLimit:      cfg.RetryBodyLimit.Int64(),
 		SharedSecretHeader:  cfg.Inbound.SharedSecretHeader,
+		// The callback must come from the browser that started the login
+		// (a cookie set by /-/login): a login link cannot be replayed or
+		// pushed into someone else's browser.
+		RequireBrowserBinding: true,
 	}
 	if cfg.Inbound.SharedSecretFile != "" {
 		if b, err := os.ReadFile(cfg.Inbound.SharedSecretFile); err == nil {

@@ -74,7 +74,7 @@ func TestVaultReplicas(t *testing.T) {
 	if _, err := kv.Put(ctx, "panopto/client", map[string]any{"client_id": testClientID, "client_secret": testClientSecret}); err != nil {
 		t.Fatal(err)
 	}
-	const ttl = 4 * time.Second
+	const ttl = 6 * time.Second
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	var redirects []string
 	for _, a := range addrs {
@@ -110,7 +110,7 @@ func TestVaultReplicas(t *testing.T) {
 	// Phase 1: refresh cycles.
 	start := time.Now()
 	r0 := pan.Stats().Refreshes
-	const cycles = 6
+	const cycles = 5
 	time.Sleep(cycles * ttl / 2)
 	elapsed := time.Since(start)
 	refreshes := pan.Stats().Refreshes - r0
@@ -154,14 +154,18 @@ func TestVaultReplicas(t *testing.T) {
 			getJSON(t, sc.URL+"/-/status", &s)
 			exp = append(exp, s.ExpiresAt)
 		}
-		return exp[0] == exp[1] && exp[1] == exp[2]
+		if exp[0] != exp[1] || exp[1] != exp[2] {
+			return false
+		}
+		at, err := time.Parse(time.RFC3339Nano, exp[0])
+		return err == nil && time.Until(at) > ttl*3/4 // the fresh token, not the one before
 	})
 	vs.Stop()
 	downAt := time.Now()
 	failedBefore := st.failed.Load()
 	// Longer than a refresh interval (half the token's life), shorter than
 	// what is left of it.
-	time.Sleep(ttl * 5 / 8)
+	time.Sleep(ttl * 9 / 16)
 	var status struct {
 		Vault map[string]any `json:"vault"`
 	}
