@@ -105,6 +105,14 @@ func (f *LoginFlow) Begin(ep Endpoint, clientID, account string) Login {
 		oauth2.S256ChallengeOption(verifier),
 		oauth2.SetAuthURLParam("nonce", nonce),
 	}
+	for _, sc := range ep.Scopes {
+		if sc == "offline_access" {
+			// OpenID Connect: a refresh token (offline access) is granted
+			// only with prompt=consent; servers drop the scope without it.
+			opts = append(opts, oauth2.SetAuthURLParam("prompt", "consent"))
+			break
+		}
+	}
 	if account != "" {
 		// Suggest the account's user to Panopto's login page.
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", account))

@@ -258,7 +258,7 @@ func TestLoginFlowState(t *testing.T) {
 	l := f.Begin(ep, "cid", "")
 	q := oauth.AuthorizeParams(l.URL)
 	for k, want := range map[string]string{"client_id": "cid", "response_type": "code", "redirect_uri": redirectURI,
-		"scope": "openid api offline_access", "state": l.State, "code_challenge_method": "S256"} {
+		"scope": "openid api offline_access", "state": l.State, "code_challenge_method": "S256", "prompt": "consent"} {
 		if q.Get(k) != want {
 			t.Errorf("%s = %q, want %q", k, q.Get(k), want)
 		}
