@@ -13,11 +13,7 @@ import (
 
 // newLogger logs to w: tint (coloured) on a terminal when format is auto or
 // text, JSON otherwise. The level can change at runtime through lv.
-func newLogger(w io.Writer, format string, lv *slog.LevelVar) *slog.Logger {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+func newLogger(w io.Writer, format string, lv *slog.LevelVar, tty bool) *slog.Logger {
 	switch {
 	case format == "text" || (format == "auto" && tty):
 		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !tty}))
@@ -37,4 +33,10 @@ func parseLevel(s string) slog.Level {
 	default:
 		return slog.LevelInfo
 	}
+}
+
+// isTerminal reports whether w is a terminal (for colours).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

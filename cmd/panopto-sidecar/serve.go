@@ -57,7 +57,9 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(parseLevel(cfg.Log.Level))
-	log := newLogger(stderr, cfg.Log.Format, lv)
+	lw := newLogWriter(stderr)
+	defer lw.Close()
+	log := newLogger(lw, cfg.Log.Format, lv, isTerminal(stderr))
 
 	s := &sidecar{path: path, getenv: getenv, log: log, level: lv, metrics: proxy.NewMetrics(), extras: newExtras()}
 	s.cfg.Store(cfg)
