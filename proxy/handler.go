@@ -231,6 +231,17 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return
 	}
+	// The login cookie must be set on the host the browser will come back
+	// to (public_url): send a browser that came in by another name there
+	// first (127.0.0.1 vs localhost).
+	if pu, err := url.Parse(o.PublicURL); err == nil && pu.Host != "" && !strings.EqualFold(r.Host, pu.Host) {
+		target := o.PublicURL + "/-/login"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, target, http.StatusFound)
+		return
+	}
 	account := r.URL.Query().Get("account")
 	if account != "" && o.AccountsMode != "login" {
 		page(w, http.StatusBadRequest, "Cannot connect an account", "Per-account logins need accounts.mode: login in config.yaml.")
