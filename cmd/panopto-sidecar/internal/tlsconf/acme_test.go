@@ -1,247 +1,52 @@
 package tlsconf
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/tlsconf/pebbletest"
 )
 
-const testDomain = "sidecar.test"
+const testDomain = pebbletest.Domain
 
 // pebble is a running Pebble ACME server with pebble-challtestsrv as its
 // DNS resolver, all on 127.0.0.1.
 type pebble struct {
-	directory   string // ACME directory URL
-	mgmt        string // management API base URL
-	httpPort    int    // where Pebble's VA sends HTTP-01 validation
-	tlsPort     int    // where Pebble's VA sends TLS-ALPN-01 validation
-	minica      string // PEM file of the CA behind Pebble's own HTTPS certificate
-	stopPebble  func()
-	stopPebbled bool
+	*pebbletest.Server
 }
 
-// pebbleBins finds pebble and pebble-challtestsrv: $PEBBLE_BIN (the pebble
-// binary; challtestsrv beside it), else $(go env GOPATH)/bin. Missing binaries
-// skip the test unless PANOPTO_SIDECAR_REQUIRE_PEERS=1.
-func pebbleBins(t *testing.T) (pebbleBin, challBin string) {
-	t.Helper()
-	pebbleBin = os.Getenv("PEBBLE_BIN")
-	if pebbleBin == "" {
-		out, err := exec.Command("go", "env", "GOPATH").Output()
-		if err == nil {
-			gopath := strings.SplitN(strings.TrimSpace(string(out)), string(os.PathListSeparator), 2)[0]
-			pebbleBin = filepath.Join(gopath, "bin", "pebble")
-		}
-	}
-	challBin = filepath.Join(filepath.Dir(pebbleBin), "pebble-challtestsrv")
-	for _, b := range []string{pebbleBin, challBin} {
-		if fi, err := os.Stat(b); err != nil || fi.IsDir() {
-			msg := fmt.Sprintf("%s not found; run .ci/pebble.sh or set PEBBLE_BIN", b)
-			if os.Getenv("PANOPTO_SIDECAR_REQUIRE_PEERS") == "1" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
-	return pebbleBin, challBin
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		// The DNS server needs the UDP port too.
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// syncBuffer collects a child process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func startProcess(t *testing.T, name string, env []string, bin string, args ...string) func() {
-	t.Helper()
-	out := &syncBuffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-		})
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out.String())
-		}
-	})
-	return stop
-}
-
-// startPebble runs Pebble with real validation (PEBBLE_VA_ALWAYS_VALID not
-// set), one 90-day profile, and challtestsrv answering 127.0.0.1 for every
-// name, so the VA connects to certmagic's challenge listeners.
+// startPebble runs Pebble with real validation; see pebbletest.Start.
 func startPebble(t *testing.T) *pebble {
 	t.Helper()
-	pebbleBin, challBin := pebbleBins(t)
-	root, err := filepath.Abs("../../../../testdata/tls/pebble")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pebble{
-		httpPort: freePort(t),
-		tlsPort:  freePort(t),
-		minica:   filepath.Join(root, "minica.pem"),
-	}
-	acmePort, mgmtPort, dnsPort, challMgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
-	p.directory = fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort)
-	p.mgmt = fmt.Sprintf("https://127.0.0.1:%d", mgmtPort)
-
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PEBBLE_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-
-	startProcess(t, "pebble-challtestsrv", env, challBin,
-		"-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort),
-		"-management", fmt.Sprintf("127.0.0.1:%d", challMgmtPort),
-		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
-
-	conf := map[string]any{"pebble": map[string]any{
-		"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", acmePort),
-		"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-		"certificate":                    filepath.Join(root, "localhost-cert.pem"),
-		"privateKey":                     filepath.Join(root, "localhost-key.pem"),
-		"httpPort":                       p.httpPort,
-		"tlsPort":                        p.tlsPort,
-		"ocspResponderURL":               "",
-		"externalAccountBindingRequired": false,
-		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
-		"keyAlgorithm":                   "ecdsa",
-		"profiles": map[string]any{
-			"default": map[string]any{"description": "90 days", "validityPeriod": 7776000},
-		},
-	}}
-	data, err := json.Marshal(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	confFile := filepath.Join(t.TempDir(), "pebble-config.json")
-	writeFile(t, confFile, data)
-	p.stopPebble = startProcess(t, "pebble", env, pebbleBin,
-		"-config", confFile, "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
-
-	client := p.client(t)
-	waitFor(t, "pebble's directory", func() bool {
-		resp, err := client.Get(p.directory)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	waitFor(t, "challtestsrv", func() bool {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", challMgmtPort), time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return p
-}
-
-// client trusts Pebble's own HTTPS certificate.
-func (p *pebble) client(t *testing.T) *http.Client {
-	t.Helper()
-	pool, err := loadPool(p.minica)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	return &pebble{pebbletest.Start(t)}
 }
 
 // issuedRoots fetches the root Pebble issues certificates under; it is
 // generated at each Pebble start.
 func (p *pebble) issuedRoots(t *testing.T) *x509.CertPool {
 	t.Helper()
-	resp, err := p.client(t).Get(p.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("pebble roots: %d %v", resp.StatusCode, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		t.Fatalf("pebble roots: no PEM in %q", data)
-	}
-	return pool
+	return p.IssuedRoots(t)
 }
+
+func (p *pebble) stopPebble() { p.Stop() }
 
 func (p *pebble) options(storage, email string) Options {
 	return Options{Mode: ModeACME, ACME: ACME{
 		Domains:     []string{testDomain},
 		Email:       email,
-		Directory:   p.directory,
-		CARoots:     []string{p.minica},
+		Directory:   p.Directory,
+		CARoots:     []string{p.MiniCA},
 		Storage:     storage,
-		HTTPPort:    p.httpPort,
-		TLSALPNPort: p.tlsPort,
+		HTTPPort:    p.HTTPPort,
+		TLSALPNPort: p.TLSALPNPort,
 	}}
 }
 
