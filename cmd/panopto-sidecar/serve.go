@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -64,7 +62,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	s := &sidecar{path: path, getenv: getenv, log: log, level: lv, metrics: proxy.NewMetrics(), extras: newExtras()}
 	s.cfg.Store(cfg)
 	s.generation.Store(1)
-	s.holder = replicaName(getenv)
+	s.holder = replicaName(getenv, cfg.Listen)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -107,14 +105,16 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	return nil
 }
 
-func replicaName(getenv func(string) string) string {
+// replicaName names this replica in refresh leases. It is stable across
+// restarts (a restarted sidecar knows the lease its predecessor left is
+// dead) and distinct between replicas: the host (pod) name and the listen
+// address, which no two live sidecars on one host share.
+func replicaName(getenv func(string) string, listen string) string {
 	h := getenv("HOSTNAME")
 	if h == "" {
 		h, _ = os.Hostname()
 	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return h + "-" + hex.EncodeToString(b)
+	return h + "/" + listen
 }
 
 // build creates the store, credentials, token managers and the handler.

@@ -452,7 +452,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 			return fmt.Errorf("%w: the grant has no refresh token (is offline_access in oauth.scopes?)", ErrNotConnected)
 		}
 		ep := m.endpoint.Load()
-		lease := &Lease{Holder: m.holder, Until: now.Add(2*ep.Timeout + 10*time.Second)}
+		lease := &Lease{Holder: m.holder, Until: now.Add(ep.Timeout + 10*time.Second)}
 		leased, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Grant: g, Lease: lease})
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -612,7 +612,7 @@ func (m *Manager) passwordLogin(ctx context.Context, rec Record, version int64) 
 	}
 	ep := m.endpoint.Load()
 	if rec.Lease == nil || rec.Lease.Holder != m.holder {
-		leased, err := m.store.CompareAndSwap(ctx, m.key, version, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder, Until: m.now().Add(2*ep.Timeout + 10*time.Second)}})
+		leased, err := m.store.CompareAndSwap(ctx, m.key, version, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder, Until: m.now().Add(ep.Timeout + 10*time.Second)}})
 		if err != nil {
 			if errors.Is(err, ErrConflict) {
 				return m.reload(ctx)
