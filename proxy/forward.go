@@ -338,7 +338,9 @@ type recorder struct {
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
+	// A 1xx (100 Continue, 103 Early Hints) precedes the real answer; only
+	// 101 Switching Protocols is final.
+	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 	}
 	r.ResponseWriter.WriteHeader(code)
