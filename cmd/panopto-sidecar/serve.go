@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -259,6 +260,11 @@ func (s *sidecar) revoke(ctx context.Context, g *oauth.Grant) error {
 
 // listen binds the listener (with TLS when configured) and builds the server.
 func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server, net.Listener, error) {
+	// The certificate first: the port stays closed while ACME obtains one.
+	tc, err := s.serverTLS(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -271,12 +277,11 @@ func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server,
 		ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	tln, err := s.wrapTLS(ctx, cfg, ln, srv)
-	if err != nil {
-		ln.Close()
-		return nil, nil, err
+	if tc != nil {
+		srv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
 	}
-	return srv, tln, nil
+	return srv, ln, nil
 }
 
 // statusExtras adds the sidecar-level fields to /-/status.

@@ -3,17 +3,18 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"net"
-	"net/http"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/tlsconf"
 )
 
-// wrapTLS puts TLS on the listener when tls.mode asks for it.
-func (s *sidecar) wrapTLS(ctx context.Context, cfg *config.Config, ln net.Listener, srv *http.Server) (net.Listener, error) {
+// serverTLS returns the listener's TLS config when tls.mode asks for it, nil
+// for plain HTTP. In acme mode it returns only once a certificate is held,
+// so the caller binds the port after it: until then connections are refused
+// rather than accepted into a handshake nobody answers.
+func (s *sidecar) serverTLS(ctx context.Context, cfg *config.Config) (*tls.Config, error) {
 	if cfg.TLS.Mode == "" || cfg.TLS.Mode == "none" {
-		return ln, nil
+		return nil, nil
 	}
 	m, err := tlsconf.New(ctx, tlsconf.Options{
 		Mode:     cfg.TLS.Mode,
@@ -37,7 +38,5 @@ func (s *sidecar) wrapTLS(ctx context.Context, cfg *config.Config, ln net.Listen
 		<-ctx.Done()
 		m.Close()
 	}()
-	tc := m.TLSConfig()
-	srv.TLSConfig = tc
-	return tls.NewListener(ln, tc), nil
+	return m.TLSConfig(), nil
 }
