@@ -37,8 +37,8 @@ func rewriteUploadTarget(body []byte, from, to string) ([]byte, bool) {
 	if err := dec.Decode(&doc); err != nil {
 		return body, false
 	}
-	if dec.More() {
-		return body, false
+	if _, err := dec.Token(); err != io.EOF {
+		return body, false // trailing data: not one JSON document
 	}
 	changed := false
 	var walk func(v any)
