@@ -10,9 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
@@ -71,14 +70,51 @@ type ctxKey struct{}
 type forwarder struct {
 	h  *Handler
 	rp *httputil.ReverseProxy
+	// last caches the Authorization value of the most recent grant, so the
+	// hot path does not build "Bearer "+token for every request. Header
+	// values are never modified in place, so the slice is shared safely.
+	last atomic.Pointer[bearerValue]
 }
 
-type bufferPool struct{ p sync.Pool }
+type bearerValue struct {
+	g *oauth.Grant
+	v []string
+}
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(s []byte) { b.p.Put(&s) }
+func (f *forwarder) bearer(g *oauth.Grant) []string {
+	if b := f.last.Load(); b != nil && b.g == g {
+		return b.v
+	}
+	b := &bearerValue{g: g, v: []string{"Bearer " + g.AccessToken.Reveal()}}
+	f.last.Store(b)
+	return b.v
+}
 
-var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+// A channel free list (unlike sync.Pool with a []byte) costs no allocation
+// per Put.
+type bufferPool struct{ free chan []byte }
+
+func (b *bufferPool) Get() []byte {
+	select {
+	case buf := <-b.free:
+		return buf
+	default:
+		return make([]byte, 32<<10)
+	}
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < 32<<10 {
+		return
+	}
+	select {
+	case b.free <- buf[:32<<10]:
+	default: // enough spares; let it go
+	}
+}
+
+var copyBuffers = &bufferPool{free: make(chan []byte, 512)}
 
 func newForwarder(h *Handler) *forwarder {
 	f := &forwarder{h: h}
@@ -118,8 +154,13 @@ func cleanPath(decoded, raw string) bool {
 	if strings.Contains(decoded, "//") {
 		return false
 	}
+	if strings.IndexByte(raw, '%') < 0 {
+		return true
+	}
 	lower := strings.ToLower(raw)
-	for _, bad := range []string{"%2e", "%2f", "%5c", "%25", "%00"} {
+	// Encoded dots, slashes, backslashes and NULs, once or twice encoded
+	// (a literal "%" in a name, %25 alone, is fine: S3 keys may hold one).
+	for _, bad := range []string{"%2e", "%2f", "%5c", "%00", "%252e", "%252f", "%255c", "%2500", "%2525"} {
 		if strings.Contains(lower, bad) {
 			return false
 		}
@@ -191,15 +232,16 @@ func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(o.Upstream)
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.SetXForwarded()
+	h := pr.Out.Header
 	if o.AccountsHeader != "" {
-		pr.Out.Header.Del(o.AccountsHeader)
+		delete(h, http.CanonicalHeaderKey(o.AccountsHeader))
 	}
 	if o.SharedSecretHeader != "" {
-		pr.Out.Header.Del(o.SharedSecretHeader)
+		delete(h, http.CanonicalHeaderKey(o.SharedSecretHeader))
 	}
 	if info.route.Inject {
-		pr.Out.Header.Set("Authorization", "Bearer "+info.grant.AccessToken.Reveal())
-		pr.Out.Header.Del("Cookie") // the browser's cookies for the sidecar are not Panopto's
+		h["Authorization"] = f.bearer(info.grant)
+		delete(h, "Cookie") // the browser's cookies for the sidecar are not Panopto's
 	}
 	if o.RewriteUploadTarget && isSessionUpload(pr.In) {
 		pr.Out.Header.Del("Accept-Encoding") // an identity body can be rewritten
@@ -257,6 +299,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if !replay {
 		t.h.deps.Metrics.unretryable.Inc()
+		// The answer passes through, but the next requests should not meet
+		// the same refused token: replace it in the background.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), time.Minute)
+			defer cancel()
+			_, _ = info.manager.ForceRefresh(ctx, info.grant)
+		}()
 		return resp, nil
 	}
 	ng, ferr := info.manager.ForceRefresh(req.Context(), info.grant)
@@ -384,6 +433,6 @@ func (r *recorder) code() int {
 }
 
 func (m *Metrics) observe(route string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	m.child(route, code).Inc()
+	m.histogram(route).Observe(d.Seconds())
 }

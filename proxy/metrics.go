@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,33 @@ type Metrics struct {
 	retries     *prometheus.CounterVec
 	throttled   prometheus.Counter
 	unretryable prometheus.Counter
+
+	// Children looked up once per route and code: WithLabelValues hashes
+	// its labels on every call.
+	counters   sync.Map // routeCode -> prometheus.Counter
+	histograms sync.Map // route -> prometheus.Observer
+}
+
+type routeCode struct {
+	route string
+	code  int
+}
+
+func (m *Metrics) child(route string, code int) prometheus.Counter {
+	k := routeCode{route, code}
+	if c, ok := m.counters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := m.counters.LoadOrStore(k, m.requests.WithLabelValues(route, strconv.Itoa(code)))
+	return c.(prometheus.Counter)
+}
+
+func (m *Metrics) histogram(route string) prometheus.Observer {
+	if h, ok := m.histograms.Load(route); ok {
+		return h.(prometheus.Observer)
+	}
+	h, _ := m.histograms.LoadOrStore(route, m.duration.WithLabelValues(route))
+	return h.(prometheus.Observer)
 }
 
 // NewMetrics registers the proxy's metrics and the Go runtime's.

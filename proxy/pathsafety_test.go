@@ -21,6 +21,8 @@ func TestCleanPath(t *testing.T) {
 		{"/Panopto/api/v1/folders/...", true},
 		{"/Panopto/api/v1/..x/x..", true},
 		{"/Panopto/Upload/0b1c/video.mp4", true},
+		{"/Panopto/Upload/0b1c/50%25%20done.mp4", true}, // a literal % in an S3 key
+		{"/Panopto/api/%25252e%25252e/x", false},
 		{"/Panopto/api/../Upload/x", false},
 		{"/Panopto/api/v1/./folders", false},
 		{"/Panopto/api/v1/folders/..", false},
