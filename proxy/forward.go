@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -124,7 +125,9 @@ func newForwarder(h *Handler) *forwarder {
 		ModifyResponse: f.modifyResponse,
 		ErrorHandler:   f.errorHandler,
 		BufferPool:     copyBuffers,
-		ErrorLog:       nil,
+		// Body-copy failures (an upstream reset mid-response) are logged
+		// through the sidecar's logger, not the standard library's global one.
+		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
 	}
 	return f
 }
