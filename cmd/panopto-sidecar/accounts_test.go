@@ -109,7 +109,7 @@ func TestAccountsIdentityProvider(t *testing.T) {
 		t.Errorf("status?account=alice: %+v", one)
 	}
 	assertNoSecrets(t, append(secretsIn(t, dir), appKey, panoptofake.IdentityProviderPassword(`unilms\alice`, appKey)),
-		map[string]string{"logs": sc.Logs.String(), "status": status, "metrics": fetch(t, sc.URL+"/metrics")})
+		map[string]string{"logs": sc.LogsNow(), "status": status, "metrics": fetch(t, sc.URL+"/metrics")})
 }
 
 // TestAccountsLogin: accounts.mode login: each user connects once through

@@ -238,3 +238,21 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 		t.Errorf("unknown command: stdout %q, stderr %q", out, stderr)
 	}
 }
+
+// TestCheckOpensNamedFiles: check refuses a config whose certificate or
+// secret files cannot be used, as serve would.
+func TestCheckOpensNamedFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/config.yaml"
+	writeFile(t, path, "tls: {mode: files, cert_file: "+dir+"/nope.crt, key_file: "+dir+"/nope.key}\nupstream_ca_file: "+dir+"/missing-ca.pem\n")
+	var out strings.Builder
+	err := run(t.Context(), []string{"check", "-config", path}, func(string) string { return "" }, &out, &strings.Builder{})
+	if exitCode(err) != 1 {
+		t.Fatalf("check: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"tls.cert_file", "upstream_ca_file"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %s:\n%s", want, out.String())
+		}
+	}
+}

@@ -302,7 +302,7 @@ timeouts: {upstream_headers: 1s}
 	if out := stdlog.String(); out != "" {
 		t.Errorf("written to the standard library's global logger instead of the sidecar's log:\n%s", lastLines(out, 5))
 	}
-	if !strings.Contains(sc.Logs.String(), "reset") {
+	if !strings.Contains(sc.LogsNow(), "reset") {
 		t.Errorf("the sidecar's log says nothing of the upstream resets")
 	}
 	// Still serving after all that.

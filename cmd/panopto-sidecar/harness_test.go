@@ -268,3 +268,10 @@ func withoutOK(s string) string {
 	}
 	return b.String()
 }
+
+// LogsNow returns the sidecar's log once what it wrote so far has been
+// flushed (log lines are written out in batches).
+func (p *sidecarProc) LogsNow() string {
+	time.Sleep(3 * flushEvery)
+	return p.Logs.String()
+}

@@ -322,7 +322,7 @@ shutdown_grace: 10s
 	if err := sc.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
-	logs := sc.Logs.String()
+	logs := sc.LogsNow()
 
 	refreshes := st.TokenCalls["refresh_token"]
 	t.Logf("oidc-provider: login in %d hops, %v of traffic over %v since login, %d requests (%d ok, %d failed), API saw %d (%d inactive bearers, %d without), "+

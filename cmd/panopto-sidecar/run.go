@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
@@ -104,7 +107,67 @@ func check(path string, getenv func(string) string, stdout io.Writer) error {
 		}
 		return exitStatus{1, fmt.Errorf("%s has problems", path)}
 	}
+	if problems := checkFiles(cfg); len(problems) > 0 {
+		fmt.Fprintf(stdout, "%s: invalid\n", path)
+		for _, p := range problems {
+			fmt.Fprintf(stdout, "  %s\n", p)
+		}
+		return exitStatus{1, fmt.Errorf("%s names files that cannot be used", path)}
+	}
 	fmt.Fprintf(stdout, "%s: ok (upstream %s, listen %s, token store %s, credentials %s)\n",
 		path, cfg.Upstream, cfg.Listen, cfg.TokenStore.Type, cfg.Credentials.Source)
 	return nil
+}
+
+// checkFiles opens the files the config names, as serve would, so check
+// catches a missing certificate or secret file before a deployment does.
+func checkFiles(cfg *config.Config) []string {
+	var out []string
+	readable := func(key, path string) {
+		if path == "" {
+			return
+		}
+		if _, err := os.ReadFile(path); err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", key, err))
+		}
+	}
+	pemFile := func(key, path string) {
+		if path == "" {
+			return
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", key, err))
+			return
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			out = append(out, fmt.Sprintf("%s: %s holds no PEM certificate", key, path))
+		}
+	}
+	if cfg.TLS.Mode == "files" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			out = append(out, fmt.Sprintf("tls.cert_file, tls.key_file: %v", err))
+		}
+	}
+	if cfg.TLS.Mode == "acme" {
+		for i, f := range cfg.TLS.ACME.CARoots {
+			pemFile(fmt.Sprintf("tls.acme.ca_roots[%d]", i), f)
+		}
+	}
+	pemFile("upstream_ca_file", cfg.UpstreamCAFile)
+	pemFile("inbound.client_ca_file", cfg.Inbound.ClientCAFile)
+	readable("inbound.shared_secret_file", cfg.Inbound.SharedSecretFile)
+	if cfg.NeedsVault() {
+		pemFile("vault.ca_cert", cfg.Vault.CACert)
+		switch cfg.Vault.Auth.Method {
+		case "token":
+			readable("vault.auth.token_file", cfg.Vault.Auth.TokenFile)
+		case "approle":
+			readable("vault.auth.role_id_file", cfg.Vault.Auth.RoleIDFile)
+			readable("vault.auth.secret_id_file", cfg.Vault.Auth.SecretIDFile)
+		}
+		// The Kubernetes service-account token exists only inside the pod;
+		// it is not checked here.
+	}
+	return out
 }

@@ -202,7 +202,7 @@ func TestVaultReplicas(t *testing.T) {
 	for i, sc := range scs {
 		b, _ := json.Marshal(fetch(t, sc.URL+"/-/status"))
 		assertNoSecrets(t, secrets, map[string]string{
-			fmt.Sprintf("replica %d logs", i):    sc.Logs.String(),
+			fmt.Sprintf("replica %d logs", i):    sc.LogsNow(),
 			fmt.Sprintf("replica %d status", i):  string(b),
 			fmt.Sprintf("replica %d metrics", i): fetch(t, sc.URL+"/metrics"),
 		})
