@@ -82,6 +82,16 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "upstream", cfg.Upstream,
 		"token_store", cfg.TokenStore.Type, "credentials", cfg.Credentials.Source, "tls", cfg.TLS.Mode)
+	if !loopbackListen(cfg.Listen) {
+		switch {
+		case cfg.Inbound.SharedSecretFile != "":
+			log.Info("listening beyond loopback; every request must carry the shared secret", "header", cfg.Inbound.SharedSecretHeader)
+		case cfg.Inbound.ClientCAFile != "":
+			log.Info("listening beyond loopback; clients must present a certificate from inbound.client_ca_file")
+		case cfg.Inbound.AllowUnauthenticated:
+			log.Warn("listening beyond loopback WITHOUT inbound authentication (inbound.allow_unauthenticated): anyone who can reach this address can call Panopto as the connected user", "addr", ln.Addr().String())
+		}
+	}
 	if ok, _ := s.accounts.defaultManager().Ready(); !ok {
 		log.Warn("not connected to Panopto yet: open the login URL in a browser", "login_url", cfg.LoginURL())
 	}
@@ -326,3 +336,16 @@ func derefTime(p *time.Time) any {
 }
 
 var errNoVault = errors.New("vault support is not built into this binary")
+
+// loopbackListen reports whether addr binds only a loopback address.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
