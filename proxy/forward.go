@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -143,28 +144,47 @@ func matchRoute(routes []Route, path string) *Route {
 }
 
 // cleanPath reports whether a request path is safe to forward: absolute, no
-// dot segments, no encoded dots, slashes or backslashes that an upstream
-// might decode into a path outside the route.
+// dot segments, no empty segments, no backslash, NUL or line break, and no
+// encoded dot, slash or backslash that an upstream might decode into a path
+// outside the route, even if it decodes the path once or twice more.
 func cleanPath(decoded, raw string) bool {
-	if !strings.HasPrefix(decoded, "/") || strings.ContainsAny(decoded, "\\\x00\r\n") {
-		return false
-	}
-	for seg := range strings.SplitSeq(decoded, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	if strings.Contains(decoded, "//") {
+	if !safeSegments(decoded) {
 		return false
 	}
 	if strings.IndexByte(raw, '%') < 0 {
 		return true
 	}
 	lower := strings.ToLower(raw)
-	// Encoded dots, slashes, backslashes and NULs, once or twice encoded
-	// (a literal "%" in a name, %25 alone, is fine: S3 keys may hold one).
-	for _, bad := range []string{"%2e", "%2f", "%5c", "%00", "%252e", "%252f", "%255c", "%2500", "%2525"} {
+	for _, bad := range []string{"%2e", "%2f", "%5c", "%00"} {
 		if strings.Contains(lower, bad) {
+			return false
+		}
+	}
+	// A literal "%" may stay (S3 keys hold one), but what further decoding
+	// makes of the path must be as safe as the path itself.
+	cur := decoded
+	for range 3 {
+		if strings.IndexByte(cur, '%') < 0 {
+			break
+		}
+		next, err := url.PathUnescape(cur)
+		if err != nil || next == cur {
+			break
+		}
+		if !safeSegments(next) || strings.Count(next, "/") != strings.Count(cur, "/") {
+			return false
+		}
+		cur = next
+	}
+	return true
+}
+
+func safeSegments(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00\r\n") || strings.Contains(p, "//") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
 			return false
 		}
 	}

@@ -23,6 +23,7 @@ func TestCleanPath(t *testing.T) {
 		{"/Panopto/Upload/0b1c/video.mp4", true},
 		{"/Panopto/Upload/0b1c/50%25%20done.mp4", true}, // a literal % in an S3 key
 		{"/Panopto/api/%25252e%25252e/x", false},
+		{"/Panopto/api/%25%32%65%25%32%65/x", false}, // %2e%2e spelled out: ".." after one more decoding
 		{"/Panopto/api/../Upload/x", false},
 		{"/Panopto/api/v1/./folders", false},
 		{"/Panopto/api/v1/folders/..", false},
@@ -121,8 +122,21 @@ func FuzzCleanPath(f *testing.F) {
 		if !cleanPath(decoded, raw) {
 			return
 		}
-		if strings.ContainsAny(decoded, "\\\x00%") {
-			t.Fatalf("accepted %q (decoded %q): it holds a backslash, NUL or a second-level escape", target, decoded)
+		if strings.ContainsAny(decoded, "\\\x00") {
+			t.Fatalf("accepted %q (decoded %q): it holds a backslash or NUL", target, decoded)
+		}
+		// A literal % may stay (S3 keys hold one), but an upstream that
+		// decodes once more must not find dots, slashes, backslashes or
+		// NULs in it.
+		if twice, err := url.PathUnescape(decoded); err == nil && twice != decoded {
+			if strings.ContainsAny(twice, "\\\x00") || strings.Count(twice, "/") != strings.Count(decoded, "/") {
+				t.Fatalf("accepted %q: a second decoding gives %q", target, twice)
+			}
+			for seg := range strings.SplitSeq(twice, "/") {
+				if seg == "." || seg == ".." {
+					t.Fatalf("accepted %q: a second decoding gives the dot segment in %q", target, twice)
+				}
+			}
 		}
 		if again, err := url.PathUnescape(raw); err != nil || again != decoded {
 			t.Fatalf("accepted %q: decoding %q gives %q (%v), not %q", target, raw, again, err, decoded)
