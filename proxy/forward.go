@@ -52,8 +52,8 @@ func NewTransport(o TransportOptions) *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          o.MaxIdlePerHost * 2,
 		MaxIdleConnsPerHost:   o.MaxIdlePerHost,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
+		WriteBufferSize:       64 << 10,
+		ReadBufferSize:        64 << 10,
 	}
 }
 
@@ -102,21 +102,26 @@ func (b *bufferPool) Get() []byte {
 	case buf := <-b.free:
 		return buf
 	default:
-		return make([]byte, 32<<10)
+		return make([]byte, copyBufSize)
 	}
 }
 
 func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) < 32<<10 {
+	if cap(buf) < copyBufSize {
 		return
 	}
 	select {
-	case b.free <- buf[:32<<10]:
+	case b.free <- buf[:copyBufSize]:
 	default: // enough spares; let it go
 	}
 }
 
-var copyBuffers = &bufferPool{free: make(chan []byte, 512)}
+// copyBufSize is the chunk bodies are copied in: large enough that a 2 GiB
+// stream costs few system calls, small enough that hundreds of concurrent
+// streams stay within a few tens of MiB.
+const copyBufSize = 128 << 10
+
+var copyBuffers = &bufferPool{free: make(chan []byte, 128)}
 
 func newForwarder(h *Handler) *forwarder {
 	f := &forwarder{h: h}
