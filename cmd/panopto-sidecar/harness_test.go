@@ -68,6 +68,7 @@ func startPanopto(t testing.TB, o panoptofake.Options) *panopto {
 		o.ClientID, o.ClientSecret = testClientID, testClientSecret
 	}
 	f := panoptofake.New(o)
+	registerFake(f)
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return &panopto{Server: f, URL: srv.URL}
@@ -117,6 +118,7 @@ func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *s
 	}()
 	t.Cleanup(func() {
 		p.Stop()
+		registerOutput(t.Name()+" sidecar log", p.Logs.String())
 		if t.Failed() {
 			t.Logf("sidecar log (without successful requests):\n%s", lastLines(withoutOK(p.Logs.String()), 80))
 		}
@@ -241,6 +243,7 @@ func fetch(t testing.TB, url string) string {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	registerOutput(t.Name()+" responses", string(b)+"\n")
 	return string(b)
 }
 

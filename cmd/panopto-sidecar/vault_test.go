@@ -82,6 +82,7 @@ func TestVaultReplicas(t *testing.T) {
 	}
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: redirects, AccessTTL: ttl})
 	env := map[string]string{"VAULT_TOKEN": vs.RootToken(), "PANOPTO_CLIENT_ID": "", "PANOPTO_CLIENT_SECRET": ""}
+	registerSecret(vs.RootToken())
 	var scs []*sidecarProc
 	var urls []string
 	for _, a := range addrs {

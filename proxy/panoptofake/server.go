@@ -286,3 +286,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func drain(r *http.Request) {
 	_, _ = io.CopyN(io.Discard, r.Body, 64<<10)
 }
+
+// Secrets returns every secret this server has handed out or holds: the
+// client secret, and the access tokens, refresh tokens and codes it issued
+// that it still remembers. Tests scan a sidecar's output for them.
+func (s *Server) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []string{s.clientSecret}
+	for k := range s.access {
+		out = append(out, k)
+	}
+	for k := range s.refresh {
+		out = append(out, k)
+	}
+	for k := range s.codes {
+		out = append(out, k)
+	}
+	return out
+}
