@@ -117,6 +117,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
 		return
 	}
+	if _, conflict := r.Header[FramingConflictHeader]; conflict {
+		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
+		// a broken client. Refuse it, and the connection with it.
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
+		return
+	}
 	p := r.URL.Path
 	switch p {
 	case "/-/healthz":

@@ -89,6 +89,7 @@ func TestNoOpenProxyAndHostileRequests(t *testing.T) {
 		{"backslash", "GET /Panopto/api/..\\evil HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 		{"no route", "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n", "404"},
 		{"unknown transfer coding", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "501"},
+		{"conflicting length and chunked", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
 		{"two content lengths", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "400"},
 		{"oversized headers", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\n\r\n", "431"},
 		{"bare CR in a header value", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: x\r\nX-A: a\rInjected: b\r\n\r\n", "400"},

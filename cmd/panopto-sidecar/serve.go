@@ -290,6 +290,12 @@ func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server,
 	if tc != nil {
 		srv.TLSConfig = tc
 		ln = tls.NewListener(ln, tc)
+	} else {
+		// Plain HTTP/1: refuse requests framed two ways (Content-Length and
+		// Transfer-Encoding) instead of letting the server re-frame them.
+		// Over TLS the server needs the *tls.Conn itself (HTTP/2, ALPN), so
+		// there it re-frames as RFC 9112 allows an intermediary to.
+		ln = proxy.FramingGuard(ln, srv.MaxHeaderBytes)
 	}
 	return srv, ln, nil
 }
