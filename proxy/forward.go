@@ -52,8 +52,8 @@ func NewTransport(o TransportOptions) *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          o.MaxIdlePerHost * 2,
 		MaxIdleConnsPerHost:   o.MaxIdlePerHost,
-		WriteBufferSize:       64 << 10,
-		ReadBufferSize:        64 << 10,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
 	}
 }
 
@@ -119,7 +119,7 @@ func (b *bufferPool) Put(buf []byte) {
 // copyBufSize is the chunk bodies are copied in: large enough that a 2 GiB
 // stream costs few system calls, small enough that hundreds of concurrent
 // streams stay within a few tens of MiB.
-const copyBufSize = 128 << 10
+const copyBufSize = 64 << 10
 
 var copyBuffers = &bufferPool{free: make(chan []byte, 128)}
 
