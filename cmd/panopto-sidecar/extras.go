@@ -9,7 +9,6 @@ import (
 type extras struct {
 	vault   vaultState
 	reloads *prometheus.CounterVec
-	gen     prometheus.GaugeFunc
 }
 
 func newExtras() *extras {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -340,8 +339,6 @@ func derefTime(p *time.Time) any {
 	}
 	return *p
 }
-
-var errNoVault = errors.New("vault support is not built into this binary")
 
 // loopbackListen reports whether addr binds only a loopback address.
 func loopbackListen(addr string) bool {
