@@ -84,7 +84,7 @@ func TestWholeProgram(t *testing.T) {
 	if err != nil || n != size || string(got.Sum(nil)) != string(want.Sum(nil)) || resp.StatusCode != 200 {
 		t.Fatalf("echo: status %d, %d bytes, err %v, hash match %v", resp.StatusCode, n, err, string(got.Sum(nil)) == string(want.Sum(nil)))
 	}
-	if p := peak.Load(); p > 96<<20 {
+	if p := peak.Load(); p > 200<<20 { // the whole test process, other tests included; a buffered body alone would pass 256 MiB
 		t.Errorf("heap in use peaked at %d MiB while streaming 256 MiB", p>>20)
 	}
 

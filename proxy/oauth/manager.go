@@ -293,10 +293,13 @@ func (m *Manager) Token(ctx context.Context) (*Grant, error) {
 }
 
 // ForceRefresh replaces the access token after the upstream refused it
-// (401). If the held token is already a different one, nothing is
-// refreshed and the current grant is returned.
+// (401); refused nil means the one held now. If the held token is already a
+// different one, nothing is refreshed and the current grant is returned.
 func (m *Manager) ForceRefresh(ctx context.Context, refused *Grant) (*Grant, error) {
 	s := m.state.Load()
+	if refused == nil {
+		refused = s.grant // no grant named: replace the one held now
+	}
 	if s.grant != nil && refused != nil && s.grant.AccessToken != refused.AccessToken && usable(s.grant, m.now()) {
 		return s.grant, nil
 	}
@@ -424,17 +427,21 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 			m.adopt(rec, ver)
 			return ErrNotConnected
 		}
-		// Someone else (another replica, or a new login) already stored a
-		// different token that is not due yet, or at least not the one the
-		// upstream refused: adopt it instead of refreshing.
+		// Nothing to do if the stored grant is not due (another replica or a
+		// new login stored it, or another caller here already adopted it):
+		// adopt it. Due is judged with this grant's share of jitter, so the
+		// background loop, waking at exactly that point, does refresh. After
+		// a refusal, any stored token other than the refused one will do.
 		differs := cur.grant == nil || g.AccessToken != cur.grant.AccessToken
-		notDue := usable(g, now) && now.Before(g.Expiry.Add(-m.refreshBefore(g)))
+		notDue := usable(g, now) && now.Before(g.Expiry.Add(-m.refreshBefore(g)-cur.jitter))
 		if (refused != nil && g.AccessToken != refused.AccessToken && usable(g, now)) ||
-			(refused == nil && differs && notDue) {
-			m.adopt(rec, ver)
-			if cur.grant != nil {
-				m.count("adopted")
-				m.log.Info("adopted a token refreshed elsewhere", "expires_at", g.Expiry, "account", m.key)
+			(refused == nil && notDue) {
+			if differs {
+				m.adopt(rec, ver)
+				if cur.grant != nil {
+					m.count("adopted")
+					m.log.Info("adopted a token refreshed elsewhere", "expires_at", g.Expiry, "account", m.key)
+				}
 			}
 			return nil
 		}

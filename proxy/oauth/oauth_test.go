@@ -515,7 +515,14 @@ func TestBackgroundRefreshAhead(t *testing.T) {
 	defer srv.Close()
 	ep := oauth.Endpoint{AuthURL: srv.URL + "/Panopto/oauth2/connect/authorize", TokenURL: srv.URL + "/Panopto/oauth2/connect/token",
 		RedirectURL: redirectURI, Scopes: []string{"openid", "api", "offline_access"}, ClientAuth: "body", RefreshBefore: time.Second, Timeout: 2 * time.Second}
-	store := oauth.NewFileStore(filepath.Join(t.TempDir(), "t.json"))
+	// Not t.TempDir: a refresh already under way when the test ends may
+	// still write its file while the directory is being removed.
+	dir, err := os.MkdirTemp("", "refresh-ahead-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	store := oauth.NewFileStore(filepath.Join(dir, "t.json"))
 	m := oauth.NewManager(oauth.Options{Store: store, Endpoint: ep, Credentials: oauth.StaticCredentials{ID: clientID, Secret: clientSecret}})
 	flow := oauth.NewLoginFlow(0, nil)
 	l := flow.Begin(ep, clientID, "")
