@@ -201,10 +201,11 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 	rw := &recorder{ResponseWriter: w}
 	routeLabel := "none"
 	defer func() {
-		f.h.deps.Metrics.observe(routeLabel, rw.code(), f.h.deps.Now().Sub(start))
-		f.h.log.LogAttrs(r.Context(), levelFor(rw.code()), "request",
-			slogString("method", r.Method), slogString("path", r.URL.Path), slogInt("status", rw.code()),
-			slogDur("dur", f.h.deps.Now().Sub(start)), slogInt64("bytes", rw.n), slogString("route", routeLabel))
+		dur, code := f.h.deps.Now().Sub(start), rw.code()
+		f.h.deps.Metrics.observe(routeLabel, code, dur)
+		f.h.log.LogAttrs(r.Context(), levelFor(code), "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", code),
+			slog.Duration("dur", dur), slog.Int64("bytes", rw.n), slog.String("route", routeLabel))
 	}()
 	if !cleanPath(r.URL.Path, r.URL.EscapedPath()) {
 		writeJSON(rw, http.StatusBadRequest, map[string]string{"error": "bad_path"})
@@ -249,7 +250,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 func notConnected(w http.ResponseWriter, o *Options, account string) {
 	login := o.PublicURL + "/-/login"
 	if account != "" {
-		login += "?account=" + urlQueryEscape(account)
+		login += "?account=" + url.QueryEscape(account)
 	}
 	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "panopto_not_connected", "login_url": login})
 }

@@ -230,8 +230,19 @@ func (c *guardConn) endHead() {
 		chunked       bool
 		upgrade       bool
 	)
-	lines := bytes.Split(head, []byte("\n"))
-	for _, l := range lines[1:] {
+	// Walk the header lines in place (no per-request slice of lines); the
+	// first line is the request line.
+	rest := head
+	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	for len(rest) > 0 {
+		l := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			l, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
 		l = bytes.TrimRight(l, "\r")
 		i := bytes.IndexByte(l, ':')
 		if i <= 0 {

@@ -205,13 +205,13 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st := m.Status()
-		login := h.opts.Load().PublicURL + "/-/login?account=" + urlQueryEscape(account)
+		login := h.opts.Load().PublicURL + "/-/login?account=" + url.QueryEscape(account)
 		writeJSON(w, http.StatusOK, map[string]any{"account": account, "connected": st.Connected, "token": st, "login_url": login})
 		return
 	}
 	if m := h.defaultManager(r.Context()); m != nil {
-		out["token"] = m.Status()
 		st := m.Status()
+		out["token"] = st
 		out["connected"] = st.Connected
 		out["expires_at"] = st.ExpiresAt
 		out["obtained_at"] = st.ObtainedAt

@@ -668,11 +668,8 @@ func (m *Manager) Exchange(ctx context.Context, code, verifier string) error {
 	// logged in, and that grant is the one to keep.
 	for range 10 {
 		_, ver, err := m.store.Load(ctx, m.key)
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return fmt.Errorf("token store: %w", err)
-		}
-		if errors.Is(err, ErrCorrupt) {
-			return fmt.Errorf("token store: %w", err)
+		if err != nil {
+			return fmt.Errorf("token store: %w", err) // a corrupt record is never overwritten
 		}
 		nv, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Grant: g})
 		if errors.Is(err, ErrConflict) {
