@@ -27,10 +27,12 @@ type TransportOptions struct {
 	MaxIdlePerHost  int
 }
 
-// NewTransport returns the transport to the upstream: TLS >= 1.2, HTTP/2
-// where offered, a keep-alive pool sized for a busy OnTrack, and timeouts
-// on every phase that does not carry a body.
-func NewTransport(o TransportOptions) *http.Transport {
+// NewTransport returns the transport to the upstream: HTTP/1.1 over TCP or
+// TLS >= 1.2, a keep-alive pool sized for a busy OnTrack, and timeouts on
+// every phase that does not carry a body. Requests are sent on the
+// caller's goroutine (see h1Transport); upgrades go through net/http's
+// Transport.
+func NewTransport(o TransportOptions) http.RoundTripper {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 10 * time.Second
 	}
@@ -41,19 +43,24 @@ func NewTransport(o TransportOptions) *http.Transport {
 		o.MaxIdlePerHost = 256
 	}
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 nil, // never through an environment proxy: only the upstream is contacted
-		DialContext:           d.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: o.ResponseHeaders,
-		ExpectContinueTimeout: time.Second,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          o.MaxIdlePerHost * 2,
-		MaxIdleConnsPerHost:   o.MaxIdlePerHost,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs}
+	return &h1Transport{
+		dialer:          d,
+		tlsConfig:       tlsConfig,
+		tlsTimeout:      10 * time.Second,
+		responseHeaders: o.ResponseHeaders,
+		idleTimeout:     90 * time.Second,
+		maxIdlePerHost:  o.MaxIdlePerHost,
+		fallback: &http.Transport{
+			Proxy:                 nil, // never through an environment proxy: only the upstream is contacted
+			DialContext:           d.DialContext,
+			TLSClientConfig:       tlsConfig,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: o.ResponseHeaders,
+			ExpectContinueTimeout: time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   4,
+		},
 	}
 }
 
