@@ -117,6 +117,8 @@ func bench(ctx context.Context, f flags, stdout, stderr io.Writer) (err error) {
 			p, err = startNginx(ctx, f.nginxBin, dir, up.addr, static)
 		case "caddy":
 			p, err = startCaddy(ctx, f.caddyBin, dir, up.addr, static)
+		case "goproxy":
+			p, err = startGoProxy(ctx, dir, up.addr, static)
 		}
 		if err != nil {
 			return err
@@ -323,7 +325,7 @@ func report(w io.Writer, f flags, res *results) {
 			if !ok {
 				continue
 			}
-			for _, o := range []string{"nginx", "caddy"} {
+			for _, o := range []string{"nginx", "caddy", "goproxy"} {
 				g, ok := a[o][c]
 				if !ok {
 					continue

@@ -55,6 +55,13 @@ type flags struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve-goproxy" {
+		if err := serveGoProxy(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench serve-goproxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -72,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "warm-up load per target before measuring")
 	fs.IntVar(&f.repeats, "repeats", 3, "interleaved repeats of every cell")
 	conc := fs.String("c", "1,16,64,256", "concurrency levels (connections)")
-	targets := fs.String("targets", "direct,sidecar,nginx,caddy", "targets, in interleaving order")
+	targets := fs.String("targets", "direct,sidecar,nginx,caddy,goproxy", "targets, in interleaving order (goproxy: a bare net/http reverse proxy, the floor of any net/http-based proxy)")
 	fs.Int64Var(&f.streamBytes, "stream-bytes", 2<<30, "bytes uploaded and downloaded per streaming run")
 	fs.IntVar(&f.streamRepeats, "stream-repeats", 2, "interleaved repeats of each streaming run")
 	fs.DurationVar(&f.stormTTL, "storm-ttl", 10*time.Second, "access-token lifetime at the storm's token server")
@@ -103,7 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
 		switch t {
-		case "direct", "sidecar", "nginx", "caddy":
+		case "direct", "sidecar", "nginx", "caddy", "goproxy":
 			f.targets = append(f.targets, t)
 		default:
 			return fmt.Errorf("-targets: unknown target %q", t)
