@@ -153,14 +153,16 @@ func hostOnly(host string) string {
 }
 
 // connPool keeps one upstream address's idle connections, most recently
-// used last, so the busiest connections stay warm and the rest age out.
+// used last (so oldest first), so the busiest connections stay warm and
+// the rest age out.
 type connPool struct {
 	tls        bool
 	addr       string
 	serverName string
 
-	mu   sync.Mutex
-	idle []*upstreamConn
+	mu    sync.Mutex
+	idle  []*upstreamConn
+	sweep *time.Timer // set while idle connections wait to expire
 }
 
 func (p *connPool) get(ctx context.Context, t *h1Transport, mustBeOpen bool) (*upstreamConn, error) {
@@ -194,29 +196,42 @@ func (p *connPool) popIdle(idleTimeout time.Duration) *upstreamConn {
 }
 
 func (p *connPool) put(pc *upstreamConn, t *h1Transport) {
-	now := time.Now()
-	pc.idleSince, pc.reused = now, true
-	var expired []*upstreamConn
+	pc.idleSince, pc.reused = time.Now(), true
 	p.mu.Lock()
-	// The oldest idle connections sit first; drop those past the timeout.
-	i := 0
-	for i < len(p.idle) && t.idleTimeout > 0 && now.Sub(p.idle[i].idleSince) > t.idleTimeout {
-		i++
-	}
-	if i > 0 {
-		expired = append(expired, p.idle[:i]...)
-		p.idle = append(p.idle[:0], p.idle[i:]...)
-	}
 	keep := len(p.idle) < t.maxIdlePerHost
 	if keep {
 		p.idle = append(p.idle, pc)
+		if p.sweep == nil && t.idleTimeout > 0 {
+			// Close connections left idle past the timeout even when no
+			// request comes to notice.
+			p.sweep = time.AfterFunc(t.idleTimeout, func() { p.expire(t.idleTimeout) })
+		}
 	}
 	p.mu.Unlock()
 	if !keep {
 		pc.close()
 	}
-	for _, c := range expired {
-		c.close()
+}
+
+// expire closes the connections idle longer than idleTimeout and waits
+// for the next one to expire, while any are left.
+func (p *connPool) expire(idleTimeout time.Duration) {
+	now := time.Now()
+	p.mu.Lock()
+	i := 0
+	for i < len(p.idle) && now.Sub(p.idle[i].idleSince) > idleTimeout {
+		i++
+	}
+	expired := append([]*upstreamConn(nil), p.idle[:i]...)
+	p.idle = append(p.idle[:0], p.idle[i:]...)
+	if len(p.idle) > 0 {
+		p.sweep.Reset(idleTimeout - now.Sub(p.idle[0].idleSince) + time.Millisecond)
+	} else {
+		p.sweep = nil
+	}
+	p.mu.Unlock()
+	for _, pc := range expired {
+		pc.close()
 	}
 }
 
@@ -224,6 +239,10 @@ func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
+	if p.sweep != nil {
+		p.sweep.Stop()
+		p.sweep = nil
+	}
 	p.mu.Unlock()
 	for _, pc := range idle {
 		pc.close()

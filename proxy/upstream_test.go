@@ -381,3 +381,57 @@ func TestUpstreamTLS(t *testing.T) {
 		t.Fatalf("untrusted certificate: %v", err)
 	}
 }
+
+func TestUpstreamIdleConnectionsExpire(t *testing.T) {
+	closed, arrived := make(chan struct{}, 8), make(chan struct{}, 8)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		fmt.Fprint(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tr := NewTransport(TransportOptions{}).(*h1Transport)
+	tr.idleTimeout = 100 * time.Millisecond
+	// Two connections at once, then nothing: both are closed by the
+	// transport once idle for the timeout, with no request to notice.
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", srv.URL, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			<-release
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}()
+	}
+	<-arrived
+	<-arrived // both requests are out, each holding its own connection
+	close(release)
+	wg.Wait()
+	for i := range 2 {
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of 2 idle connections closed after 10 s (idle timeout 100 ms)", i)
+		}
+	}
+	pool := tr.pool("http", strings.TrimPrefix(srv.URL, "http://"))
+	pool.mu.Lock()
+	n := len(pool.idle)
+	pool.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d connections still in the pool", n)
+	}
+}
