@@ -38,8 +38,10 @@ type h1Transport struct {
 	fallback        http.RoundTripper
 
 	mu    sync.Mutex
-	pools map[string]*connPool
+	pools map[poolKey]*connPool
 }
+
+type poolKey struct{ scheme, host string }
 
 // maxResponseHeaderBytes bounds what an upstream may send before the body.
 const maxResponseHeaderBytes = 1 << 20
@@ -120,13 +122,13 @@ func (t *h1Transport) CloseIdleConnections() {
 }
 
 func (t *h1Transport) pool(scheme, host string) *connPool {
-	key := scheme + "://" + host
+	key := poolKey{scheme, host}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.pools[key]
 	if p == nil {
 		if t.pools == nil {
-			t.pools = map[string]*connPool{}
+			t.pools = map[poolKey]*connPool{}
 		}
 		p = &connPool{tls: scheme == "https", addr: hostPort(scheme, host), serverName: hostOnly(host)}
 		t.pools[key] = p
