@@ -99,7 +99,7 @@ func (f *forwarder) bearer(g *oauth.Grant) []string {
 	return b.v
 }
 
-// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+// bufferPool recycles the buffers ReverseProxy copies bodies with.
 // A channel free list (unlike sync.Pool with a []byte) costs no allocation
 // per Put.
 type bufferPool struct{ free chan []byte }
