@@ -65,14 +65,5 @@ func startGoProxy(ctx context.Context, dir, upstreamAddr, token string) (*proc, 
 	if err := os.MkdirAll(gd, 0o755); err != nil {
 		return nil, err
 	}
-	p, err := startProc("goproxy", gd, os.Environ(), self, "serve-goproxy", listen, upstreamAddr, token)
-	if err != nil {
-		return nil, err
-	}
-	p.url = "http://" + listen
-	if err := waitHTTP(ctx, p, p.url+"/", 15*time.Second); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return p, nil
+	return startServing(ctx, listen, "/", 15*time.Second, "goproxy", gd, os.Environ(), self, "serve-goproxy", listen, upstreamAddr, token)
 }

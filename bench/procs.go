@@ -53,6 +53,21 @@ func startProc(name, dir string, env []string, bin string, args ...string) (*pro
 	return &proc{name: name, cmd: cmd, log: lf}, nil
 }
 
+// startServing starts a process that serves HTTP at listen and waits up to
+// wait for readyPath to answer; a process that does not is stopped.
+func startServing(ctx context.Context, listen, readyPath string, wait time.Duration, name, dir string, env []string, bin string, args ...string) (*proc, error) {
+	p, err := startProc(name, dir, env, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	p.url = "http://" + listen
+	if err := waitHTTP(ctx, p, p.url+readyPath, wait); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
 // stop ends the process group this harness started (by its id), first
 // politely, then for good after a bounded wait.
 func (p *proc) stop() {
@@ -359,13 +374,8 @@ func startSidecar(ctx context.Context, bin string, s sidecarSetup) (*proc, error
 		return nil, err
 	}
 	env := append(os.Environ(), "PANOPTO_CLIENT_ID="+s.tokens.clientID, "PANOPTO_CLIENT_SECRET="+s.tokens.clientSecret)
-	p, err := startProc("sidecar", s.dir, env, bin, "serve", "-config", cfg)
+	p, err := startServing(ctx, s.listen, "/-/healthz", 20*time.Second, "sidecar", s.dir, env, bin, "serve", "-config", cfg)
 	if err != nil {
-		return nil, err
-	}
-	p.url = "http://" + s.listen
-	if err := waitHTTP(ctx, p, p.url+"/-/healthz", 20*time.Second); err != nil {
-		p.stop()
 		return nil, err
 	}
 	if err := login(ctx, p.url); err != nil {
@@ -443,16 +453,7 @@ http {
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := startProc("nginx", nd, os.Environ(), bin, "-p", nd, "-c", path)
-	if err != nil {
-		return nil, err
-	}
-	p.url = "http://" + listen
-	if err := waitHTTP(ctx, p, p.url+"/", 10*time.Second); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return p, nil
+	return startServing(ctx, listen, "/", 10*time.Second, "nginx", nd, os.Environ(), bin, "-p", nd, "-c", path)
 }
 
 func startCaddy(ctx context.Context, bin, dir, upstreamAddr, token string) (*proc, error) {
@@ -489,14 +490,5 @@ http://%[1]s {
 		return nil, err
 	}
 	env := append(os.Environ(), "HOME="+cd, "XDG_DATA_HOME="+cd, "XDG_CONFIG_HOME="+cd)
-	p, err := startProc("caddy", cd, env, bin, "run", "--config", path, "--adapter", "caddyfile")
-	if err != nil {
-		return nil, err
-	}
-	p.url = "http://" + listen
-	if err := waitHTTP(ctx, p, p.url+"/", 15*time.Second); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return p, nil
+	return startServing(ctx, listen, "/", 15*time.Second, "caddy", cd, env, bin, "run", "--config", path, "--adapter", "caddyfile")
 }
