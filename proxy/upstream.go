@@ -513,39 +513,32 @@ func (b *upstreamBody) finish(atEOF bool) {
 		return
 	}
 	pc := b.pc
-	reuse := atEOF && b.stop() && b.reusable && pc.br.Buffered() == 0
-	if !reuse {
-		b.stop()
+	stopped := b.stop()
+	if !atEOF || !stopped || !b.reusable || pc.br.Buffered() > 0 || (b.wrote != nil && !bodySent(b.wrote)) {
 		pc.close() // this also ends a body writer still at work
 		return
 	}
-	if b.wrote != nil {
-		select {
-		case err := <-b.wrote:
-			if err != nil {
-				pc.close()
-				return
-			}
-		default:
-			// The answer is complete but the body writer has not reported:
-			// usually it is about to. An upstream that answered early may
-			// instead have stopped reading the body; then the connection
-			// goes.
-			timer := time.NewTimer(writerWait)
-			select {
-			case err := <-b.wrote:
-				timer.Stop()
-				if err != nil {
-					pc.close()
-					return
-				}
-			case <-timer.C:
-				pc.close()
-				return
-			}
-		}
-	}
 	pc.pool.put(pc, pc.t)
+}
+
+// bodySent reports whether the request body writer finished without error.
+// With the answer complete it is usually about to report; an upstream that
+// answered early may instead have stopped reading the body, and then the
+// connection cannot be kept.
+func bodySent(wrote chan error) bool {
+	select {
+	case err := <-wrote:
+		return err == nil
+	default:
+	}
+	timer := time.NewTimer(writerWait)
+	defer timer.Stop()
+	select {
+	case err := <-wrote:
+		return err == nil
+	case <-timer.C:
+		return false
+	}
 }
 
 // writerWait is how long a complete answer waits for its request's body

@@ -98,31 +98,39 @@ func TestUpstreamKeepsConnectionsAlive(t *testing.T) {
 // passed does. closed receives after each close.
 func closingUpstream(t *testing.T) (addr string, requests chan string, closed chan struct{}) {
 	t.Helper()
+	requests, closed = make(chan string, 16), make(chan struct{}, 16)
+	addr = tcpUpstream(t, func(c net.Conn) {
+		defer func() { c.Close(); closed <- struct{}{} }()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		requests <- req.Method
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	return addr, requests, closed
+}
+
+// tcpUpstream listens on loopback and hands every connection to serve, on
+// its own goroutine.
+func tcpUpstream(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	requests, closed = make(chan string, 16), make(chan struct{}, 16)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer func() { c.Close(); closed <- struct{}{} }()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				requests <- req.Method
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}()
+			go serve(c)
 		}
 	}()
-	return ln.Addr().String(), requests, closed
+	return ln.Addr().String()
 }
 
 func TestUpstreamClosedIdleConnection(t *testing.T) {
@@ -272,28 +280,14 @@ func TestUpstreamCancelMidBody(t *testing.T) {
 // rawUpstream answers every connection with the given bytes.
 func rawUpstream(t *testing.T, answer string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				io.WriteString(c, answer)
-				io.Copy(io.Discard, c)
-			}()
+	return "http://" + tcpUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
-	return "http://" + ln.Addr().String()
+		io.WriteString(c, answer)
+		io.Copy(io.Discard, c)
+	})
 }
 
 func TestUpstreamInformationalAnswers(t *testing.T) {
