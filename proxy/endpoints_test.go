@@ -29,7 +29,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	// An expired token that cannot be refreshed is not ready.
 	e.fake.RotateClientSecret("another-secret")
-	e.clk.Add(2 * time.Hour)
+	e.clk.Advance(2 * time.Hour)
 	code, _, body = e.call(http.MethodGet, "/-/ready", nil)
 	if m := jsonBody(t, body); code != http.StatusServiceUnavailable || m["reason"] == "" {
 		t.Fatalf("ready past expiry: %d %v", code, m)
@@ -249,7 +249,7 @@ func TestNoSecretsAnywhere(t *testing.T) {
 		}
 	}
 	// Past expiry: the next request refreshes.
-	e.clk.Add(61 * time.Minute)
+	e.clk.Advance(61 * time.Minute)
 	if code, _, body := e.call(http.MethodGet, "/Panopto/api/v1/folders", nil); code != 200 {
 		t.Fatalf("after expiry: %d %s", code, body)
 	}
@@ -265,7 +265,7 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	}
 	// A failing token endpoint and a failing upstream are logged.
 	e.fake.RotateClientSecret("rotated-client-secret")
-	e.clk.Add(2 * time.Hour)
+	e.clk.Advance(2 * time.Hour)
 	if code, _, _ := e.call(http.MethodGet, "/Panopto/api/v1/folders", nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("with a refused client: %d", code)
 	}

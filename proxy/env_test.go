@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
@@ -34,40 +34,6 @@ const (
 	testClientSecret = "client-secret-value-9f8e7d"
 	secretHeader     = "X-Sidecar-Secret"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // seenRequest is what the recording upstream received.
 type seenRequest struct {
@@ -145,7 +111,7 @@ type envConfig struct {
 
 type testEnv struct {
 	t       *testing.T
-	clk     *fakeClock
+	clk     *testsupport.Clock
 	fake    *panoptofake.Server
 	fakeSrv *httptest.Server
 	up      *recordingUpstream
@@ -154,7 +120,7 @@ type testEnv struct {
 	h       *Handler
 	m       *oauth.Manager
 	metrics *Metrics
-	logs    *syncBuffer
+	logs    *testsupport.SyncBuffer
 	path    string
 	ep      oauth.Endpoint
 	flow    *oauth.LoginFlow
@@ -183,8 +149,8 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 	if cfg.routes == nil {
 		cfg.routes = defaultRoutes()
 	}
-	clk := &fakeClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-	e := &testEnv{t: t, clk: clk, logs: &syncBuffer{}, cfg: cfg}
+	clk := testsupport.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	e := &testEnv{t: t, clk: clk, logs: &testsupport.SyncBuffer{}, cfg: cfg}
 
 	// The sidecar's address must be known before the stand-in registers the
 	// redirect URI, so its server starts last.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
@@ -30,7 +31,7 @@ func TestTokenFromEnv(t *testing.T) {
 	if _, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "logout"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "token looked up", func() bool { return c.Status().Logins == 1 })
+	testsupport.WaitFor(t, 10*time.Second, "token looked up", func() bool { return c.Status().Logins == 1 })
 	st := c.Status()
 	if !st.Authenticated || !st.Reachable || st.Sealed || st.Method != "token" || st.Address != srv.Addr() {
 		t.Errorf("Status = %+v", st)
@@ -57,7 +58,7 @@ func TestTokenFileChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "first token looked up", func() bool { return c.Status().Logins == 1 })
+	testsupport.WaitFor(t, 10*time.Second, "first token looked up", func() bool { return c.Status().Logins == 1 })
 
 	// Replace the token and revoke the old one: the next call uses the new
 	// token without a restart.
@@ -69,14 +70,14 @@ func TestTokenFileChanges(t *testing.T) {
 	if v, err = s.CompareAndSwap(ctxT(t), "", v, oauth.Record{Dropped: "b"}); err != nil {
 		t.Fatalf("call after the token file changed: %v", err)
 	}
-	eventually(t, 10*time.Second, "second token looked up", func() bool { return c.Status().Logins == 2 })
+	testsupport.WaitFor(t, 10*time.Second, "second token looked up", func() bool { return c.Status().Logins == 2 })
 
 	// A non-renewable token that expires: the client says so and waits for
 	// a new token in the file.
 	short := newToken(t, root, "2s", false)
 	writeFile(t, file, short)
-	eventually(t, 10*time.Second, "short token in use", func() bool { return c.Status().Logins == 3 })
-	eventually(t, 10*time.Second, "short token expired", func() bool { return !c.Status().Authenticated })
+	testsupport.WaitFor(t, 10*time.Second, "short token in use", func() bool { return c.Status().Logins == 3 })
+	testsupport.WaitFor(t, 10*time.Second, "short token expired", func() bool { return !c.Status().Authenticated })
 	if _, _, err := s.Load(ctxT(t), ""); err == nil {
 		t.Error("Load with an expired token succeeded")
 	}
@@ -85,7 +86,7 @@ func TestTokenFileChanges(t *testing.T) {
 	}
 	tokenC := newToken(t, root, "1h", true)
 	writeFile(t, file, tokenC)
-	eventually(t, 10*time.Second, "new token after expiry", func() bool { return c.Status().Authenticated })
+	testsupport.WaitFor(t, 10*time.Second, "new token after expiry", func() bool { return c.Status().Authenticated })
 	rec, _, err := s.Load(ctxT(t), "")
 	if err != nil || rec.Dropped != "b" {
 		t.Fatalf("Load = %+v, %v", rec, err)
@@ -116,7 +117,7 @@ func TestAppRoleRenewAndRelogin(t *testing.T) {
 	logger, logs := newLogger(t)
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "approle", RoleIDFile: roleFile, SecretIDFile: secretFile}}, nil, logger)
 	s := vault.NewStore(c, "panopto/token")
-	eventually(t, 10*time.Second, "approle login", func() bool { return c.Status().Logins == 1 })
+	testsupport.WaitFor(t, 10*time.Second, "approle login", func() bool { return c.Status().Logins == 1 })
 	if _, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "x"}); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestAppRoleRenewAndRelogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := c.Status().Logins
-	eventually(t, 15*time.Second, "login with the new secret_id", func() bool { return c.Status().Logins > n })
+	testsupport.WaitFor(t, 15*time.Second, "login with the new secret_id", func() bool { return c.Status().Logins > n })
 	if _, _, err := s.Load(ctxT(t), ""); err != nil {
 		t.Fatalf("Load after re-login: %v", err)
 	}
@@ -171,7 +172,7 @@ func TestAppRoleBadSecretID(t *testing.T) {
 	writeFile(t, secretFile, wrong)
 	logger, logs := newLogger(t)
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "approle", RoleIDFile: roleFile, SecretIDFile: secretFile}}, nil, logger)
-	eventually(t, 10*time.Second, "login failure recorded", func() bool { return c.Status().LastError != "" })
+	testsupport.WaitFor(t, 10*time.Second, "login failure recorded", func() bool { return c.Status().LastError != "" })
 	st := c.Status()
 	if st.Authenticated || st.Logins != 0 || !st.Reachable {
 		t.Errorf("Status = %+v", st)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
@@ -42,7 +43,7 @@ func TestCredentials(t *testing.T) {
 	defer cancel()
 	creds.Start(ctx)
 	v2 := putKV(t, root, "panopto/client", map[string]any{"client_id": "id-2", "client_secret": "secret-two"})
-	eventually(t, 10*time.Second, "rotated credentials", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "rotated credentials", func() bool {
 		got, err := creds.Credentials(ctxT(t))
 		return err == nil && got.ID == "id-2" && got.Secret.Reveal() == "secret-two" && got.Version == fmt.Sprint(v2)
 	})
@@ -52,7 +53,7 @@ func TestCredentials(t *testing.T) {
 
 	// A version missing the secret key is refused; the last good stays.
 	putKV(t, root, "panopto/client", map[string]any{"client_id": "id-3"})
-	eventually(t, 10*time.Second, "error for the missing key", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "error for the missing key", func() bool {
 		return strings.Contains(creds.Status().LastError, `missing key "client_secret"`)
 	})
 	got, err = creds.Credentials(ctxT(t))

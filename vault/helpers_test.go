@@ -1,16 +1,15 @@
 package vault_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/hashicorp/vault/api"
 )
@@ -21,28 +20,10 @@ path "secret/data/*"     { capabilities = ["create", "read", "update"] }
 path "secret/metadata/*" { capabilities = ["read"] }
 `
 
-// logBuffer collects a client's log lines for leak checks.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newLogger returns a debug logger into a buffer; at the end of the test the
 // buffer must contain none of the secrets registered with noLeak.
-func newLogger(t *testing.T) (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func newLogger(t *testing.T) (*slog.Logger, *testsupport.SyncBuffer) {
+	b := &testsupport.SyncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("client log:\n%s", b.String())
@@ -107,18 +88,6 @@ func newClient(t *testing.T, cfg vault.Config, getenv func(string) string, logge
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-// eventually polls cond every 50 ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func ctxT(t *testing.T) context.Context {

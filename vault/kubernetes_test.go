@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
@@ -146,7 +147,7 @@ func TestKubernetesLoginRereadsJWT(t *testing.T) {
 
 	logger, logs := newLogger(t)
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "kubernetes", Role: "sidecar", JWTFile: jwtFile}}, nil, logger)
-	eventually(t, 10*time.Second, "kubernetes login", func() bool { return c.Status().Logins >= 1 })
+	testsupport.WaitFor(t, 10*time.Second, "kubernetes login", func() bool { return c.Status().Logins >= 1 })
 	s := vault.NewStore(c, "panopto/token")
 	if _, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "k8s"}); err != nil {
 		t.Fatal(err)
@@ -161,7 +162,7 @@ func TestKubernetesLoginRereadsJWT(t *testing.T) {
 	reviewer.allow(jwt1, false)
 	reviewer.allow(jwt2, true)
 	n := c.Status().Logins
-	eventually(t, 15*time.Second, "login with the rotated JWT", func() bool { return c.Status().Logins > n })
+	testsupport.WaitFor(t, 15*time.Second, "login with the rotated JWT", func() bool { return c.Status().Logins > n })
 	seen := reviewer.seen()
 	if !slices.Contains(seen, jwt2) {
 		t.Fatal("the rotated JWT was never presented")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
@@ -51,12 +52,12 @@ func TestOutageStopStart(t *testing.T) {
 	putKV(t, root, "panopto/client", map[string]any{"client_id": "id-1", "client_secret": "secret-1"})
 
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "approle", RoleIDFile: roleFile, SecretIDFile: secretFile}}, nil, nil)
-	eventually(t, 10*time.Second, "login", func() bool { return c.Status().Logins == 1 })
+	testsupport.WaitFor(t, 10*time.Second, "login", func() bool { return c.Status().Logins == 1 })
 	creds := vault.NewCredentials(c, vault.CredentialsOptions{Path: "panopto/client", PollInterval: 200 * time.Millisecond}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	creds.Start(ctx)
-	eventually(t, 10*time.Second, "credentials read", func() bool { return creds.Status().Version != "" })
+	testsupport.WaitFor(t, 10*time.Second, "credentials read", func() bool { return creds.Status().Version != "" })
 	s := vault.NewStore(c, "panopto/token")
 	v, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "before"})
 	if err != nil {
@@ -92,7 +93,7 @@ func TestOutageStopStart(t *testing.T) {
 	}
 
 	srv.Start()
-	eventually(t, 20*time.Second, "Load after restart", func() bool {
+	testsupport.WaitFor(t, 20*time.Second, "Load after restart", func() bool {
 		_, _, err := s.Load(ctxT(t), "")
 		return err == nil
 	})
@@ -107,7 +108,7 @@ func TestOutageStopStart(t *testing.T) {
 		t.Errorf("Status after restart = %+v", st)
 	}
 	putKV(t, root, "panopto/client", map[string]any{"client_id": "id-2", "client_secret": "secret-2"})
-	eventually(t, 10*time.Second, "credentials rotated after restart", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "credentials rotated after restart", func() bool {
 		got, _ := creds.Credentials(ctxT(t))
 		return got.ID == "id-2"
 	})
@@ -122,12 +123,12 @@ func TestOutageAtStartup(t *testing.T) {
 	srv.Stop()
 
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "approle", RoleIDFile: roleFile, SecretIDFile: secretFile}}, nil, nil)
-	eventually(t, 10*time.Second, "failed login recorded", func() bool { return c.Status().LastError != "" })
+	testsupport.WaitFor(t, 10*time.Second, "failed login recorded", func() bool { return c.Status().LastError != "" })
 	if st := c.Status(); st.Reachable || st.Authenticated || st.Logins != 0 {
 		t.Fatalf("Status with Vault down at start = %+v", st)
 	}
 	srv.Start()
-	eventually(t, 30*time.Second, "login once Vault is up", func() bool { return c.Status().Authenticated })
+	testsupport.WaitFor(t, 30*time.Second, "login once Vault is up", func() bool { return c.Status().Authenticated })
 	if _, err := vault.NewStore(c, "panopto/token").CompareAndSwap(ctxT(t), "", 0, oauth.Record{}); err != nil {
 		t.Fatal(err)
 	}

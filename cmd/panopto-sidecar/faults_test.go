@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 const (
@@ -136,7 +138,7 @@ timeouts: {upstream_headers: 1s}
 	// The sidecar logs only through its own structured logger: anything
 	// written to the standard library's global logger (plain text on
 	// stderr, outside the JSON stream) is a defect.
-	var stdlog syncBuffer
+	var stdlog testsupport.SyncBuffer
 	log.SetOutput(&stdlog)
 	t.Cleanup(func() { log.SetOutput(os.Stderr) })
 	sc := startSidecar(t, dir, addr, strings.Replace(cfg, "level: debug", "level: warn", 1), nil)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,10 +13,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -25,24 +24,6 @@ const (
 	testClientID     = "ontrack-sidecar"
 	testClientSecret = "client-secret-4f9a2c71e0"
 )
-
-// syncBuffer collects a sidecar's stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago, so public_url can name it before the sidecar starts.
@@ -79,7 +60,7 @@ type sidecarProc struct {
 	t      testing.TB
 	URL    string
 	Config string
-	Logs   *syncBuffer
+	Logs   *testsupport.SyncBuffer
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
 	err    error
@@ -111,7 +92,7 @@ func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *s
 		return ""
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &testsupport.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		p.err = run(ctx, []string{"serve", "-config", path}, getenv, io.Discard, p.Logs)
 		close(p.done)

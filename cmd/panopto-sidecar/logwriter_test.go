@@ -5,12 +5,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 // TestLogWriterKeepsLinesWhole: concurrent writers' lines arrive whole, in
 // per-writer order, and nothing is lost at Close.
 func TestLogWriterKeepsLinesWhole(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.SyncBuffer
 	lw := newLogWriter(&out)
 	var wg sync.WaitGroup
 	for w := range 8 {

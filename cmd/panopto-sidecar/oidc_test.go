@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 // oidcPeerStats is what testdata/oidc/server.mjs counts (GET /_stats).
@@ -46,7 +48,7 @@ type oidcPeerStats struct {
 // Panopto's paths, with a protected API stand-in beside it.
 type oidcPeer struct {
 	URL  string // http://127.0.0.1:PORT
-	logs *syncBuffer
+	logs *testsupport.SyncBuffer
 }
 
 // oidcPeerDir returns the directory holding server.mjs with its node_modules,
@@ -91,7 +93,7 @@ func startOIDCPeer(t *testing.T, node, dir, port, secret, redirectURI string, tt
 		"OIDC_CLIENT_SECRET="+secret,
 		"OIDC_REDIRECT_URI="+redirectURI,
 	)
-	p := &oidcPeer{URL: "http://127.0.0.1:" + port, logs: &syncBuffer{}}
+	p := &oidcPeer{URL: "http://127.0.0.1:" + port, logs: &testsupport.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start oidc peer: %v", err)

@@ -12,22 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-	return 0
-}
 
 func statusCode(url string) int {
 	resp, err := http.Get(url)
@@ -117,7 +104,7 @@ func TestConfigReloadUnderTraffic(t *testing.T) {
 	}
 	withPages := base + "routes:\n  - {prefix: /Panopto/api/, inject: true}\n  - {prefix: /Panopto/PublicAPI/, inject: true}\n  - {prefix: /Panopto/Upload/, inject: false}\n  - {prefix: /Panopto/Pages/, inject: true}\n"
 	swap("..v2", withPages)
-	took := waitFor(t, 5*time.Second, "route reload", func() bool { g, _ := generation(t, sc.URL); return g == 2 })
+	took := testsupport.WaitFor(t, 5*time.Second, "route reload", func() bool { g, _ := generation(t, sc.URL); return g == 2 })
 	t.Logf("symlink swap applied in %v", took)
 	if strings.Contains(fetch(t, sc.URL+"/Panopto/Pages/Viewer.aspx"), "no_route") {
 		t.Fatalf("new route not applied")
@@ -125,7 +112,7 @@ func TestConfigReloadUnderTraffic(t *testing.T) {
 
 	// 2. An invalid file: every problem logged, previous config kept.
 	swap("..v3", strings.Replace(base, "oauth:\n  refresh_before: 2s\n", "oauth: {refresh_before: -1s, scopes: []}\n", 1)+"bogus_key: 1\n")
-	waitFor(t, 5*time.Second, "reload error", func() bool { _, e := generation(t, sc.URL); return e != "" })
+	testsupport.WaitFor(t, 5*time.Second, "reload error", func() bool { _, e := generation(t, sc.URL); return e != "" })
 	g, e := generation(t, sc.URL)
 	if g != 2 {
 		t.Fatalf("generation %d after an invalid file", g)
@@ -142,9 +129,9 @@ func TestConfigReloadUnderTraffic(t *testing.T) {
 	// 3. A restart-only change is reported, not half-applied; the rest applies.
 	other := freeAddr(t)
 	swap("..v4", strings.Replace(strings.Replace(base, "listen: "+addr, "listen: "+other, 1), "level: debug", "level: info", 1))
-	waitFor(t, 5*time.Second, "generation 3", func() bool { g, _ := generation(t, sc.URL); return g == 3 })
+	testsupport.WaitFor(t, 5*time.Second, "generation 3", func() bool { g, _ := generation(t, sc.URL); return g == 3 })
 	// Log lines are written out in batches: wait for the line.
-	waitFor(t, 2*time.Second, "the restart-only change in the log", func() bool {
+	testsupport.WaitFor(t, 2*time.Second, "the restart-only change in the log", func() bool {
 		l := sc.Logs.String()
 		return strings.Contains(l, "take effect only after a restart") && strings.Contains(l, `"keys":"listen`)
 	})
@@ -157,7 +144,7 @@ func TestConfigReloadUnderTraffic(t *testing.T) {
 
 	// 4. SIGHUP reloads too (same content: counted as unchanged).
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitFor(t, 5*time.Second, "SIGHUP reload", func() bool {
+	testsupport.WaitFor(t, 5*time.Second, "SIGHUP reload", func() bool {
 		return strings.Contains(fetch(t, sc.URL+"/metrics"), `panopto_sidecar_config_reloads_total{result="unchanged"}`)
 	})
 	m := fetch(t, sc.URL+"/metrics")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -279,7 +280,7 @@ func TestTokenEndpointOutage(t *testing.T) {
 	}
 	// The endpoint comes back (drain the faults): recovery without restart.
 	drainFaults(pan)
-	waitFor(t, 90*time.Second, "recovery", func() bool { return statusCode(sc.URL+"/Panopto/api/v1/whoami") == 200 })
+	testsupport.WaitFor(t, 90*time.Second, "recovery", func() bool { return statusCode(sc.URL+"/Panopto/api/v1/whoami") == 200 })
 	if st := pan.Stats(); st.RefreshReuse != 0 || st.GrantsRevoked != 0 {
 		t.Fatalf("reuse %d revoked %d", st.RefreshReuse, st.GrantsRevoked)
 	}

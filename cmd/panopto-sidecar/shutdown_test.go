@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -69,7 +70,7 @@ func TestGracefulShutdownDuringUpload(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- sc.Stop() }()
 	// New connections are refused once shutdown began.
-	waitFor(t, 5*time.Second, "listener closed", func() bool { return statusCode(sc.URL+"/-/healthz") == 0 })
+	testsupport.WaitFor(t, 5*time.Second, "listener closed", func() bool { return statusCode(sc.URL+"/-/healthz") == 0 })
 
 	r := <-done
 	want := sha256.New()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -44,7 +45,7 @@ func TestSIGTERMDuringLargeUpload(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	base := "http://" + addr
-	waitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(base+"/-/healthz") == 200 })
+	testsupport.WaitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(base+"/-/healthz") == 200 })
 	login(t, base)
 	before, _ := os.ReadFile(filepath.Join(dir, "panopto-token.json"))
 
@@ -79,7 +80,7 @@ func TestSIGTERMDuringLargeUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	signalled := time.Now()
-	waitFor(t, 5*time.Second, "listener closed after SIGTERM", func() bool { return statusCode(base+"/-/healthz") == 0 })
+	testsupport.WaitFor(t, 5*time.Second, "listener closed after SIGTERM", func() bool { return statusCode(base+"/-/healthz") == 0 })
 
 	r := <-done
 	want := sha256.New()

@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -25,6 +20,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/tlsconf/pebbletest"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -42,7 +38,7 @@ func startTLSSidecar(t *testing.T, cfgPath string, client *http.Client, base str
 		return ""
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &sidecarProc{t: t, URL: base, Config: cfgPath, Logs: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	p := &sidecarProc{t: t, URL: base, Config: cfgPath, Logs: &testsupport.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		p.err = run(ctx, []string{"serve", "-config", cfgPath}, getenv, io.Discard, p.Logs)
 		close(p.done)
@@ -277,53 +273,6 @@ tls:
 	}
 }
 
-// selfSigned is a certificate for sidecar.test and 127.0.0.1, its own root.
-type selfSigned struct {
-	cert            *x509.Certificate
-	certPEM, keyPEM []byte
-}
-
-func newSelfSigned(t *testing.T) selfSigned {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "sidecar.test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"sidecar.test"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return selfSigned{
-		cert:    cert,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}
-}
-
 // replaceFile swaps path's content by rename, as a rotation tool does.
 func replaceFile(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -357,10 +306,10 @@ func TestServeHTTPSWithFiles(t *testing.T) {
 	addr := freeAddr(t)
 	public := "https://" + addr
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{public + "/redirect"}})
-	one, two := newSelfSigned(t), newSelfSigned(t)
+	one, two := testsupport.NewCert(t, "sidecar.test", nil, true), testsupport.NewCert(t, "sidecar.test", nil, true)
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	replaceFile(t, certFile, one.certPEM)
-	replaceFile(t, keyFile, one.keyPEM)
+	replaceFile(t, certFile, one.CertPEM)
+	replaceFile(t, keyFile, one.KeyPEM)
 
 	cfg := fmt.Sprintf(`listen: %s
 public_url: %s
@@ -376,12 +325,12 @@ tls: {mode: files, cert_file: %s, key_file: %s}
 	}
 
 	roots := x509.NewCertPool()
-	roots.AddCert(one.cert)
-	roots.AddCert(two.cert)
+	roots.AddCert(one.Cert)
+	roots.AddCert(two.Cert)
 	// Only the first certificate is trusted by this client: the handshake
 	// itself proves which one is served.
 	onlyOne := x509.NewCertPool()
-	onlyOne.AddCert(one.cert)
+	onlyOne.AddCert(one.Cert)
 	c := newHTTPSClient(t, onlyOne, "", "")
 	sc := startTLSSidecar(t, cfgPath, c.Client, public, 10*time.Second)
 
@@ -390,8 +339,8 @@ tls: {mode: files, cert_file: %s, key_file: %s}
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := servedSerial(t, resp); got.Cmp(one.cert.SerialNumber) != 0 {
-		t.Fatalf("served serial %s, want %s", got, one.cert.SerialNumber)
+	if got := servedSerial(t, resp); got.Cmp(one.Cert.SerialNumber) != 0 {
+		t.Fatalf("served serial %s, want %s", got, one.Cert.SerialNumber)
 	}
 
 	// The healthcheck subcommand: the certificate names sidecar.test and
@@ -407,12 +356,12 @@ tls: {mode: files, cert_file: %s, key_file: %s}
 
 	// Rotate: key first, then certificate (a half-done rotation is refused
 	// and retried), as cert-manager's secret update looks from here.
-	replaceFile(t, keyFile, two.keyPEM)
-	replaceFile(t, certFile, two.certPEM)
+	replaceFile(t, keyFile, two.KeyPEM)
+	replaceFile(t, certFile, two.CertPEM)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		got, err := handshakeSerial(addr, roots)
-		if err == nil && got.Cmp(two.cert.SerialNumber) == 0 {
+		if err == nil && got.Cmp(two.Cert.SerialNumber) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -432,11 +381,11 @@ tls: {mode: files, cert_file: %s, key_file: %s}
 		time.Sleep(100 * time.Millisecond)
 	}
 	got, err := handshakeSerial(addr, roots)
-	if err != nil || got.Cmp(two.cert.SerialNumber) != 0 {
-		t.Fatalf("after a broken file served %v (%v), want the rotated %s", got, err, two.cert.SerialNumber)
+	if err != nil || got.Cmp(two.Cert.SerialNumber) != 0 {
+		t.Fatalf("after a broken file served %v (%v), want the rotated %s", got, err, two.Cert.SerialNumber)
 	}
 	// Nothing of the key reaches the log.
-	if logs := sc.Logs.String(); strings.Contains(logs, "PRIVATE KEY") || strings.Contains(logs, string(two.keyPEM[40:80])) {
+	if logs := sc.Logs.String(); strings.Contains(logs, "PRIVATE KEY") || strings.Contains(logs, string(two.KeyPEM[40:80])) {
 		t.Error("the log holds key material")
 	}
 }
@@ -447,8 +396,8 @@ func noEnv(string) string { return "" }
 // at once with an error naming the problem, and leave nothing listening.
 func TestTLSRefusedCombinations(t *testing.T) {
 	t.Parallel()
-	good := newSelfSigned(t)
-	other := newSelfSigned(t)
+	good := testsupport.NewCert(t, "sidecar.test", nil, true)
+	other := testsupport.NewCert(t, "sidecar.test", nil, true)
 	tests := []struct {
 		name  string
 		tls   func(dir string) string
@@ -475,7 +424,7 @@ func TestTLSRefusedCombinations(t *testing.T) {
 			name: "certificate file that does not parse",
 			tls: func(dir string) string {
 				writeTestFile(t, filepath.Join(dir, "tls.crt"), []byte("this is not PEM\n"))
-				writeTestFile(t, filepath.Join(dir, "tls.key"), good.keyPEM)
+				writeTestFile(t, filepath.Join(dir, "tls.key"), good.KeyPEM)
 				return fmt.Sprintf("tls: {mode: files, cert_file: %s, key_file: %s}", filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 			},
 			wants: []string{"tls", "tls.crt"},
@@ -483,8 +432,8 @@ func TestTLSRefusedCombinations(t *testing.T) {
 		{
 			name: "key that does not match the certificate",
 			tls: func(dir string) string {
-				writeTestFile(t, filepath.Join(dir, "tls.crt"), good.certPEM)
-				writeTestFile(t, filepath.Join(dir, "tls.key"), other.keyPEM)
+				writeTestFile(t, filepath.Join(dir, "tls.crt"), good.CertPEM)
+				writeTestFile(t, filepath.Join(dir, "tls.key"), other.KeyPEM)
 				return fmt.Sprintf("tls: {mode: files, cert_file: %s, key_file: %s}", filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 			},
 			wants: []string{"tls", "tls.key", "does not match"},
@@ -492,7 +441,7 @@ func TestTLSRefusedCombinations(t *testing.T) {
 		{
 			name: "missing key file",
 			tls: func(dir string) string {
-				writeTestFile(t, filepath.Join(dir, "tls.crt"), good.certPEM)
+				writeTestFile(t, filepath.Join(dir, "tls.crt"), good.CertPEM)
 				return fmt.Sprintf("tls: {mode: files, cert_file: %s, key_file: %s}", filepath.Join(dir, "tls.crt"), filepath.Join(dir, "missing.key"))
 			},
 			wants: []string{"tls", "missing.key"},
@@ -518,7 +467,7 @@ func TestTLSRefusedCombinations(t *testing.T) {
 				}
 				return ""
 			}
-			logs := &syncBuffer{}
+			logs := &testsupport.SyncBuffer{}
 			start := time.Now()
 			done := make(chan error, 1)
 			go func() { done <- run(ctx, []string{"serve", "-config", path}, env, io.Discard, logs) }()
@@ -594,7 +543,7 @@ tls:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "-config", path}, env, io.Discard, logs) }()
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -149,7 +151,7 @@ func uploadEndToEnd(t *testing.T, rewrite, use403 bool) {
 			// A real refresh, due to the 3 s lifetime, while the multipart
 			// upload is open; then the sidecar injects the new token.
 			before, refusedBefore := pan.Stats().Refreshes, refusals()
-			paused += waitFor(t, 10*time.Second, "a background token refresh mid-upload", func() bool { return pan.Stats().Refreshes > before })
+			paused += testsupport.WaitFor(t, 10*time.Second, "a background token refresh mid-upload", func() bool { return pan.Stats().Refreshes > before })
 			code, got := ot.call(http.MethodGet, "/Panopto/PublicAPI/REST/sessionUpload/"+id, nil)
 			if code != 200 || refusals() != refusedBefore {
 				t.Fatalf("status after a background refresh: %d %v, %d refusals upstream", code, got, refusals()-refusedBefore)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
@@ -93,7 +94,7 @@ func TestVaultReplicas(t *testing.T) {
 	login(t, scs[0].URL)
 	// The other replicas adopt the login from the shared store.
 	for _, sc := range scs[1:] {
-		waitFor(t, 5*time.Second, "replica adopts the login", func() bool { return statusCode(sc.URL+"/Panopto/api/v1/whoami") == 200 })
+		testsupport.WaitFor(t, 5*time.Second, "replica adopts the login", func() bool { return statusCode(sc.URL+"/Panopto/api/v1/whoami") == 200 })
 	}
 
 	stop := make(chan struct{})
@@ -131,22 +132,22 @@ func TestVaultReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sc := range scs {
-		waitFor(t, 5*time.Second, "new credentials version", func() bool {
+		testsupport.WaitFor(t, 5*time.Second, "new credentials version", func() bool {
 			var s struct{ Credentials map[string]any }
 			getJSON(t, sc.URL+"/-/status", &s)
 			return s.Credentials["version"] == "2"
 		})
 	}
 	r1 := pan.Stats().Refreshes
-	waitFor(t, 3*ttl, "a refresh with the rotated secret", func() bool { return pan.Stats().Refreshes > r1 })
+	testsupport.WaitFor(t, 3*ttl, "a refresh with the rotated secret", func() bool { return pan.Stats().Refreshes > r1 })
 
 	// Phase 3: Vault down for longer than a refresh interval, right after a
 	// refresh (the token then has its whole life ahead).
 	// Wait for a refresh that every replica has adopted (replicas adopt
 	// when their own refresh falls due, within the jitter of each other).
 	r2 := pan.Stats().Refreshes
-	waitFor(t, 2*ttl, "a refresh", func() bool { return pan.Stats().Refreshes > r2 })
-	waitFor(t, ttl, "all replicas on the new token", func() bool {
+	testsupport.WaitFor(t, 2*ttl, "a refresh", func() bool { return pan.Stats().Refreshes > r2 })
+	testsupport.WaitFor(t, ttl, "all replicas on the new token", func() bool {
 		var exp []string
 		for _, sc := range scs {
 			var s struct {
@@ -177,7 +178,7 @@ func TestVaultReplicas(t *testing.T) {
 		t.Errorf("%d requests failed while Vault was down and the token valid", f)
 	}
 	r3 := pan.Stats().Refreshes
-	waitFor(t, 3*ttl, "refreshing resumes after Vault is back", func() bool { return pan.Stats().Refreshes > r3 })
+	testsupport.WaitFor(t, 3*ttl, "refreshing resumes after Vault is back", func() bool { return pan.Stats().Refreshes > r3 })
 	time.Sleep(ttl / 2)
 	finish()
 

@@ -19,28 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
-// clock is a settable clock shared by the stand-in and the managers.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newClock returns the settable clock shared by the stand-in and the managers.
+func newClock() *testsupport.Clock {
+	return testsupport.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 }
 
 const (
@@ -51,30 +37,13 @@ const (
 
 type env struct {
 	t     *testing.T
-	clk   *clock
+	clk   *testsupport.Clock
 	fake  *panoptofake.Server
 	srv   *httptest.Server
 	ep    oauth.Endpoint
 	store *oauth.FileStore
 	path  string
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *testsupport.SyncBuffer
 }
 
 func newEnv(t *testing.T, ttl time.Duration) *env {
@@ -89,7 +58,7 @@ func newEnv(t *testing.T, ttl time.Duration) *env {
 	t.Cleanup(srv.Close)
 	path := filepath.Join(t.TempDir(), "token.json")
 	return &env{
-		t: t, clk: clk, fake: fake, srv: srv, path: path, store: oauth.NewFileStore(path), logs: &syncBuffer{},
+		t: t, clk: clk, fake: fake, srv: srv, path: path, store: oauth.NewFileStore(path), logs: &testsupport.SyncBuffer{},
 		ep: oauth.Endpoint{
 			AuthURL:       srv.URL + "/Panopto/oauth2/connect/authorize",
 			TokenURL:      srv.URL + "/Panopto/oauth2/connect/token",
@@ -283,7 +252,7 @@ func TestLoginFlowState(t *testing.T) {
 	}
 	// Expiry.
 	l3 := f.Begin(ep, "cid", "")
-	clk.Add(10*time.Minute + time.Second)
+	clk.Advance(10*time.Minute + time.Second)
 	if _, _, err := f.Complete(l3.State, l3.Binding, false); !errors.Is(err, oauth.ErrBadState) {
 		t.Fatalf("expired state: %v", err)
 	}
@@ -304,7 +273,7 @@ func TestSingleFlightAcrossExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.fake.Stats().TokenCalls["refresh_token"]
-	e.clk.Add(time.Hour + time.Minute) // past expiry
+	e.clk.Advance(time.Hour + time.Minute) // past expiry
 
 	var wg sync.WaitGroup
 	var failures atomic.Int32
@@ -351,7 +320,7 @@ func TestWaiterCancellationDoesNotCancelRefresh(t *testing.T) {
 	e := newEnv(t, time.Hour)
 	m := e.manager("a", e.store)
 	e.login(m, oauth.NewLoginFlow(0, e.clk.Now))
-	e.clk.Add(2 * time.Hour)
+	e.clk.Advance(2 * time.Hour)
 	e.fake.InjectTokenFaults(panoptofake.FaultTimeout(300 * time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -375,13 +344,13 @@ func TestTransientThenInvalidGrant(t *testing.T) {
 	m := e.manager("a", e.store)
 	e.login(m, oauth.NewLoginFlow(0, e.clk.Now))
 	g0, _ := m.Token(context.Background())
-	e.clk.Add(50 * time.Minute) // still valid
+	e.clk.Advance(50 * time.Minute) // still valid
 	for _, f := range []panoptofake.Fault{panoptofake.FaultStatus(500), panoptofake.FaultGarbage, panoptofake.FaultEmpty200, panoptofake.FaultReset} {
 		e.fake.InjectTokenFaults(f)
 		if _, err := m.ForceRefresh(context.Background(), nil); err == nil {
 			t.Fatalf("fault %v: refresh succeeded", f)
 		}
-		e.clk.Add(time.Minute) // past the backoff (seconds after a few failures)
+		e.clk.Advance(time.Minute) // past the backoff (seconds after a few failures)
 		g, err := m.Token(context.Background())
 		if err != nil || g.AccessToken != g0.AccessToken {
 			t.Fatalf("fault %v: old valid token not served: %v", f, err)
@@ -393,7 +362,7 @@ func TestTransientThenInvalidGrant(t *testing.T) {
 	// The refresh token dies (revoked at Panopto): login required.
 	rec, _, _ := e.store.Load(context.Background(), "")
 	revoke(t, e, rec.Grant.RefreshToken.Reveal())
-	e.clk.Add(7 * time.Minute) // expired; backoff over
+	e.clk.Advance(7 * time.Minute) // expired; backoff over
 	if _, err := m.Token(context.Background()); !errors.Is(err, oauth.ErrNotConnected) {
 		t.Fatalf("after invalid_grant: %v", err)
 	}
@@ -434,7 +403,7 @@ func TestReplicasShareOneRefreshPerExpiry(t *testing.T) {
 	}
 	for cycle := range 6 {
 		before := e.fake.Stats().Refreshes
-		e.clk.Add(time.Hour + time.Second)
+		e.clk.Advance(time.Hour + time.Second)
 		var wg sync.WaitGroup
 		var failed atomic.Int32
 		for i := range 90 {
@@ -466,7 +435,7 @@ func TestGrantSurvivesRestart(t *testing.T) {
 	e := newEnv(t, time.Hour)
 	m := e.manager("a", e.store)
 	e.login(m, oauth.NewLoginFlow(0, e.clk.Now))
-	e.clk.Add(3 * time.Hour)
+	e.clk.Advance(3 * time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m2 := e.manager("b", oauth.NewFileStore(e.path))
@@ -495,7 +464,7 @@ func TestPasswordGrant(t *testing.T) {
 	}
 	rec, _, _ := e.store.Load(ctx, "")
 	revoke(t, e, rec.Grant.RefreshToken.Reveal())
-	e.clk.Add(2 * time.Hour)
+	e.clk.Advance(2 * time.Hour)
 	g2, err := m.Token(ctx)
 	if err != nil || !e.fake.TokenActive(g2.AccessToken.Reveal()) {
 		t.Fatalf("re-login after a dead refresh token: %v", err)

@@ -9,9 +9,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 const (
@@ -20,34 +21,17 @@ const (
 	testRedirect = "http://localhost:9127/redirect"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type env struct {
 	t     *testing.T
 	s     *Server
 	ts    *httptest.Server
-	clock *fakeClock
+	clock *testsupport.Clock
 	c     *http.Client // does not follow redirects
 }
 
 func newEnv(t *testing.T, mod func(*Options)) *env {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := testsupport.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	o := Options{
 		ClientID:          testClientID,
 		ClientSecret:      testSecret,

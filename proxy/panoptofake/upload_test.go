@@ -25,6 +25,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 const testManifest = `<?xml version="1.0" encoding="utf-8"?>
@@ -517,7 +519,7 @@ func TestS3ClientMultipart(t *testing.T) {
 	const partSize = 5 << 20
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) {
-			clock := &fakeClock{}
+			clock := &testsupport.Clock{}
 			s := New(Options{ClientID: testClientID, ClientSecret: testSecret, Users: map[string]string{"alice": "wonderland"}, Now: clock.Now})
 			var ts *httptest.Server
 			var chunkedMu sync.Mutex

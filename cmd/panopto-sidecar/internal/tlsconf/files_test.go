@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 func startFiles(t *testing.T, certFile, keyFile string, rec *logRecorder) *Manager {
@@ -29,10 +31,10 @@ func startFiles(t *testing.T, certFile, keyFile string, rec *logRecorder) *Manag
 
 func TestFilesServesVerifiedHTTPS(t *testing.T) {
 	dir := t.TempDir()
-	c := newCert(t, "one", nil, true)
+	c := testsupport.NewCert(t, "one", nil, true)
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	writeFile(t, certFile, c.certPEM)
-	writeFile(t, keyFile, c.keyPEM)
+	writeFile(t, certFile, c.CertPEM)
+	writeFile(t, keyFile, c.KeyPEM)
 	m := startFiles(t, certFile, keyFile, &logRecorder{})
 
 	cfg := m.TLSConfig()
@@ -45,7 +47,7 @@ func TestFilesServesVerifiedHTTPS(t *testing.T) {
 	addr := serve(t, m)
 
 	roots := x509.NewCertPool()
-	roots.AddCert(c.cert)
+	roots.AddCert(c.Cert)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig:   &tls.Config{RootCAs: roots},
 		ForceAttemptHTTP2: true,
@@ -71,39 +73,39 @@ func TestFilesServesVerifiedHTTPS(t *testing.T) {
 func TestFilesReload(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	one := newCert(t, "one", nil, true)
-	writeFile(t, certFile, one.certPEM)
-	writeFile(t, keyFile, one.keyPEM)
+	one := testsupport.NewCert(t, "one", nil, true)
+	writeFile(t, certFile, one.CertPEM)
+	writeFile(t, keyFile, one.KeyPEM)
 	rec := &logRecorder{}
 	m := startFiles(t, certFile, keyFile, rec)
 	addr := serve(t, m)
 
-	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(one.cert.SerialNumber) != 0 {
+	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(one.Cert.SerialNumber) != 0 {
 		t.Fatalf("served %s, want the first certificate", got.Subject)
 	}
 
 	// Rotation: both files replaced.
-	two := newCert(t, "two", nil, true)
-	writeAtomic(t, certFile, two.certPEM)
-	writeAtomic(t, keyFile, two.keyPEM)
-	waitFor(t, "the rotated certificate", func() bool {
-		return servedCert(t, addr, "").SerialNumber.Cmp(two.cert.SerialNumber) == 0
+	two := testsupport.NewCert(t, "two", nil, true)
+	writeAtomic(t, certFile, two.CertPEM)
+	writeAtomic(t, keyFile, two.KeyPEM)
+	testsupport.WaitFor(t, 10*time.Second, "the rotated certificate", func() bool {
+		return servedCert(t, addr, "").SerialNumber.Cmp(two.Cert.SerialNumber) == 0
 	})
 
 	// A broken certificate file: reported, the current certificate kept.
 	failures := rec.count("reload failed")
 	writeAtomic(t, certFile, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"))
-	waitFor(t, "the reload failure", func() bool { return rec.count("reload failed") > failures })
-	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(two.cert.SerialNumber) != 0 {
+	testsupport.WaitFor(t, 10*time.Second, "the reload failure", func() bool { return rec.count("reload failed") > failures })
+	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(two.Cert.SerialNumber) != 0 {
 		t.Fatalf("after a broken file, served %s, want the second certificate", got.Subject)
 	}
 
 	// A certificate that does not match the key: refused too.
 	failures = rec.count("reload failed")
-	three := newCert(t, "three", nil, true)
-	writeAtomic(t, certFile, three.certPEM)
-	waitFor(t, "the mismatch failure", func() bool { return rec.count("reload failed") > failures })
-	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(two.cert.SerialNumber) != 0 {
+	three := testsupport.NewCert(t, "three", nil, true)
+	writeAtomic(t, certFile, three.CertPEM)
+	testsupport.WaitFor(t, 10*time.Second, "the mismatch failure", func() bool { return rec.count("reload failed") > failures })
+	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(two.Cert.SerialNumber) != 0 {
 		t.Fatalf("after a mismatched pair, served %s, want the second certificate", got.Subject)
 	}
 	// An unchanged broken pair is reported once, not on every poll.
@@ -114,9 +116,9 @@ func TestFilesReload(t *testing.T) {
 	}
 
 	// The rotation completes with the key: the third certificate is served.
-	writeAtomic(t, keyFile, three.keyPEM)
-	waitFor(t, "the third certificate", func() bool {
-		return servedCert(t, addr, "").SerialNumber.Cmp(three.cert.SerialNumber) == 0
+	writeAtomic(t, keyFile, three.KeyPEM)
+	testsupport.WaitFor(t, 10*time.Second, "the third certificate", func() bool {
+		return servedCert(t, addr, "").SerialNumber.Cmp(three.Cert.SerialNumber) == 0
 	})
 
 	// A removed file: reported, kept.
@@ -124,8 +126,8 @@ func TestFilesReload(t *testing.T) {
 	if err := os.Remove(keyFile); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the missing-file failure", func() bool { return rec.count("reload failed") > failures })
-	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(three.cert.SerialNumber) != 0 {
+	testsupport.WaitFor(t, 10*time.Second, "the missing-file failure", func() bool { return rec.count("reload failed") > failures })
+	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(three.Cert.SerialNumber) != 0 {
 		t.Fatalf("after a removed key, served %s, want the third certificate", got.Subject)
 	}
 	if strings.Contains(rec.all(), "PRIVATE KEY") {
@@ -138,13 +140,13 @@ func TestFilesReload(t *testing.T) {
 // swapped to a new timestamped directory in one rename.
 func TestFilesKubernetesSecretMount(t *testing.T) {
 	dir := t.TempDir()
-	publish := func(name string, c *testCert) {
+	publish := func(name string, c *testsupport.Cert) {
 		ts := filepath.Join(dir, name)
 		if err := os.Mkdir(ts, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(ts, "tls.crt"), c.certPEM)
-		writeFile(t, filepath.Join(ts, "tls.key"), c.keyPEM)
+		writeFile(t, filepath.Join(ts, "tls.crt"), c.CertPEM)
+		writeFile(t, filepath.Join(ts, "tls.key"), c.KeyPEM)
 		tmp := filepath.Join(dir, "..data_tmp")
 		if err := os.Symlink(name, tmp); err != nil {
 			t.Fatal(err)
@@ -153,7 +155,7 @@ func TestFilesKubernetesSecretMount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	one := newCert(t, "one", nil, true)
+	one := testsupport.NewCert(t, "one", nil, true)
 	publish("..2025_01_01_00_00_00.1", one)
 	for _, f := range []string{"tls.crt", "tls.key"} {
 		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
@@ -162,29 +164,29 @@ func TestFilesKubernetesSecretMount(t *testing.T) {
 	}
 	m := startFiles(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), &logRecorder{})
 	addr := serve(t, m)
-	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(one.cert.SerialNumber) != 0 {
+	if got := servedCert(t, addr, ""); got.SerialNumber.Cmp(one.Cert.SerialNumber) != 0 {
 		t.Fatalf("served %s, want the first certificate", got.Subject)
 	}
 
-	two := newCert(t, "two", nil, true)
+	two := testsupport.NewCert(t, "two", nil, true)
 	publish("..2025_01_02_00_00_00.2", two)
 	if err := os.RemoveAll(filepath.Join(dir, "..2025_01_01_00_00_00.1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the certificate from the swapped ..data", func() bool {
-		return servedCert(t, addr, "").SerialNumber.Cmp(two.cert.SerialNumber) == 0
+	testsupport.WaitFor(t, 10*time.Second, "the certificate from the swapped ..data", func() bool {
+		return servedCert(t, addr, "").SerialNumber.Cmp(two.Cert.SerialNumber) == 0
 	})
 }
 
 func TestClientCertificatesRequired(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCert(t, "client ca", nil, true)
+	ca := testsupport.NewCert(t, "client ca", nil, true)
 	caFile := filepath.Join(dir, "client-ca.pem")
-	writeFile(t, caFile, ca.certPEM)
-	server := newCert(t, "server", nil, true)
+	writeFile(t, caFile, ca.CertPEM)
+	server := testsupport.NewCert(t, "server", nil, true)
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	writeFile(t, certFile, server.certPEM)
-	writeFile(t, keyFile, server.keyPEM)
+	writeFile(t, certFile, server.CertPEM)
+	writeFile(t, keyFile, server.KeyPEM)
 
 	m, err := New(context.Background(), Options{
 		Mode: ModeFiles, CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile,
@@ -196,7 +198,7 @@ func TestClientCertificatesRequired(t *testing.T) {
 	addr := serve(t, m)
 
 	roots := x509.NewCertPool()
-	roots.AddCert(server.cert)
+	roots.AddCert(server.Cert)
 	get := func(certs ...tls.Certificate) error {
 		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs},
@@ -210,15 +212,15 @@ func TestClientCertificatesRequired(t *testing.T) {
 		return nil
 	}
 
-	good := newCert(t, "ontrack", ca, false)
-	if err := get(good.tlsCert(t)); err != nil {
+	good := testsupport.NewCert(t, "ontrack", ca, false)
+	if err := get(good.TLSCert(t)); err != nil {
 		t.Errorf("client certificate from the CA refused: %v", err)
 	}
 	if err := get(); err == nil {
 		t.Error("a client without a certificate was served")
 	}
-	stranger := newCert(t, "stranger", nil, false)
-	if err := get(stranger.tlsCert(t)); err == nil {
+	stranger := testsupport.NewCert(t, "stranger", nil, false)
+	if err := get(stranger.TLSCert(t)); err == nil {
 		t.Error("a client certificate from another CA was accepted")
 	}
 }

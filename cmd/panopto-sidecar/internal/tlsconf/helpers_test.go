@@ -2,15 +2,9 @@ package tlsconf
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -20,71 +14,6 @@ import (
 	"testing"
 	"time"
 )
-
-// testCert is a certificate with its key, PEM-encoded.
-type testCert struct {
-	cert    *x509.Certificate
-	certPEM []byte
-	keyPEM  []byte
-	key     *ecdsa.PrivateKey
-}
-
-// newCert makes a certificate for 127.0.0.1 and "sidecar.test", signed by
-// parent (self-signed when parent is nil). isCA makes it usable as a root.
-func newCert(t *testing.T, cn string, parent *testCert, isCA bool) *testCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  isCA,
-		DNSNames:              []string{"sidecar.test"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCert{
-		cert:    cert,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		key:     key,
-	}
-}
-
-func (c *testCert) tlsCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	tc, err := tls.X509KeyPair(c.certPEM, c.keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tc
-}
 
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -143,18 +72,6 @@ func (r *logRecorder) all() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return strings.Join(r.msgs, "\n")
-}
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // serve runs an HTTPS server with the manager's TLS config on 127.0.0.1 and

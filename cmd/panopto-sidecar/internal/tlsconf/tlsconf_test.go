@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"go.uber.org/zap"
 )
 
@@ -23,15 +24,15 @@ func TestModeNone(t *testing.T) {
 
 func TestNewRefuses(t *testing.T) {
 	dir := t.TempDir()
-	good := newCert(t, "good", nil, true)
-	other := newCert(t, "other", nil, true)
+	good := testsupport.NewCert(t, "good", nil, true)
+	other := testsupport.NewCert(t, "other", nil, true)
 	file := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
 		writeFile(t, p, data)
 		return p
 	}
-	certFile, keyFile := file("cert.pem", good.certPEM), file("key.pem", good.keyPEM)
-	otherKey := file("other-key.pem", other.keyPEM)
+	certFile, keyFile := file("cert.pem", good.CertPEM), file("key.pem", good.KeyPEM)
+	otherKey := file("other-key.pem", other.KeyPEM)
 	garbage := file("garbage.pem", []byte("hello"))
 	missing := filepath.Join(dir, "missing.pem")
 

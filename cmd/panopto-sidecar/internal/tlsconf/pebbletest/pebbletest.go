@@ -10,7 +10,6 @@
 package pebbletest
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -26,6 +25,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 // Domain is a name the tests can get a certificate for: challtestsrv
@@ -167,7 +168,7 @@ func Start(t testing.TB) *Server {
 		"-config", confFile, "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
 
 	client := s.Client(t)
-	waitFor(t, "pebble's directory", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "pebble's directory", func() bool {
 		resp, err := client.Get(s.Directory)
 		if err != nil {
 			return false
@@ -175,7 +176,7 @@ func Start(t testing.TB) *Server {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	waitFor(t, "challtestsrv", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "challtestsrv", func() bool {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", challMgmtPort), time.Second)
 		if err == nil {
 			c.Close()
@@ -225,29 +226,11 @@ func (s *Server) IssuedRoots(t testing.TB) *x509.CertPool {
 	return pool
 }
 
-// syncBuffer collects a child process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startProcess runs bin until the returned stop is called or the test ends;
 // its output is logged if the test failed.
 func startProcess(t testing.TB, name string, env []string, bin string, args ...string) func() {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testsupport.SyncBuffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = out, out
@@ -268,15 +251,4 @@ func startProcess(t testing.TB, name string, env []string, bin string, args ...s
 		}
 	})
 	return stop
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
