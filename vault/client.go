@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -285,21 +285,22 @@ func (c *Client) setAuthenticated(ok bool, expires time.Time) {
 // run logs in, holds the token while it is good, and logs in again when it
 // is not, with exponential backoff and jitter between failed attempts.
 func (c *Client) run(ctx context.Context) {
-	bo := backoff{min: time.Second, max: time.Minute}
+	failures := 0 // consecutive failed logins
 	for ctx.Err() == nil {
 		sec, err := c.doLogin(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			d := bo.next()
+			d := backoff.Delay(failures, time.Second, time.Minute)
+			failures++
 			c.logger.Warn("vault login failed; retrying", "err", err, "method", c.method, "retry_in", d.Round(time.Millisecond))
 			if !c.sleep(ctx, d) {
 				return
 			}
 			continue
 		}
-		bo.reset()
+		failures = 0
 		reason := c.hold(ctx, sec)
 		if ctx.Err() != nil {
 			return
@@ -499,20 +500,3 @@ func (c *Client) checkTokenFile() {
 	default:
 	}
 }
-
-// backoff is exponential with jitter: each delay is drawn from [d/2, d].
-type backoff struct {
-	min, max time.Duration
-	n        int
-}
-
-func (b *backoff) next() time.Duration {
-	d := b.min << min(b.n, 16)
-	if d > b.max || d <= 0 {
-		d = b.max
-	}
-	b.n++
-	return d/2 + rand.N(d/2+1)
-}
-
-func (b *backoff) reset() { b.n = 0 }

@@ -204,26 +204,6 @@ func assertRecord(t *testing.T, got, want oauth.Record) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := backoff{min: time.Second, max: time.Minute}
-	prevMax := time.Duration(0)
-	for i := range 12 {
-		d := b.next()
-		ceil := min(time.Second<<i, time.Minute)
-		if d < ceil/2 || d > ceil {
-			t.Fatalf("attempt %d: %v not in [%v, %v]", i, d, ceil/2, ceil)
-		}
-		prevMax = max(prevMax, d)
-	}
-	if prevMax < 30*time.Second {
-		t.Errorf("backoff never grew: max %v", prevMax)
-	}
-	b.reset()
-	if d := b.next(); d > time.Second {
-		t.Errorf("after reset: %v", d)
-	}
-}
-
 func TestNewConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 )
@@ -361,7 +362,7 @@ func (m *Manager) noteResult(err error) {
 	}
 	m.failures++
 	now := m.now()
-	wait := backoff(m.failures)
+	wait := backoff.Delay(m.failures-1, baseBackoff, maxBackoff)
 	// While the held token is still valid, never back off past the point
 	// where it would expire before the next attempt: retry at most a third
 	// of the remaining lifetime later (a bounded, shrinking number of tries).
@@ -380,15 +381,6 @@ func (m *Manager) recordErr(err error) {
 	m.lastErr = err.Error()
 	m.lastErrT = m.now()
 	m.mu.Unlock()
-}
-
-// backoff is exponential with full jitter in its upper half.
-func backoff(failures int) time.Duration {
-	d := baseBackoff << min(failures-1, 10)
-	if d > maxBackoff || d <= 0 {
-		d = maxBackoff
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func (m *Manager) count(result string) {
@@ -741,7 +733,7 @@ func (m *Manager) nextWake() time.Duration {
 	var at time.Time
 	switch {
 	case m.pending.Load() != nil:
-		at = now.Add(backoff(1))
+		at = now.Add(backoff.Delay(0, baseBackoff, maxBackoff))
 	case s.grant == nil && m.password != nil:
 		at = now
 	case s.grant == nil:

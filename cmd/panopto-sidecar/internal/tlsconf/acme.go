@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 )
 
-// Backoff between attempts to obtain the first certificate.
+// Backoff between attempts to obtain the first certificate: the step doubles
+// from acmeRetryMin to acmeRetryMax, each wait drawn from its upper half.
 const (
 	acmeRetryMin = 2 * time.Second
 	acmeRetryMax = 2 * time.Minute
@@ -84,7 +86,6 @@ func (m *Manager) startACME(ctx context.Context, o Options) error {
 	m.magic, m.cache = magic, cache
 	m.getCert = magic.GetCertificate
 
-	delay := acmeRetryMin
 	for attempt := 1; ; attempt++ {
 		err := magic.ManageSync(ctx, a.Domains)
 		if err == nil {
@@ -94,6 +95,7 @@ func (m *Manager) startACME(ctx context.Context, o Options) error {
 			cache.Stop()
 			return fmt.Errorf("tls: acme: no certificate for %v after %d attempts: %w", a.Domains, attempt, errors.Join(err, ctx.Err()))
 		}
+		delay := backoff.Delay(attempt-1, acmeRetryMin, acmeRetryMax)
 		m.logger.Warn("acme: obtaining certificate failed, retrying",
 			"err", err, "domains", a.Domains, "attempt", attempt, "retry_in", delay.String())
 		t := time.NewTimer(delay)
@@ -104,7 +106,6 @@ func (m *Manager) startACME(ctx context.Context, o Options) error {
 			return fmt.Errorf("tls: acme: no certificate for %v after %d attempts: %w", a.Domains, attempt, errors.Join(err, ctx.Err()))
 		case <-t.C:
 		}
-		delay = min(2*delay, acmeRetryMax)
 	}
 	m.logger.Info("acme certificate ready", "domains", a.Domains, "directory", dir)
 	return nil
