@@ -94,7 +94,7 @@ func TestSessionUploadDeleteAndCreator(t *testing.T) {
 	tok := e.login().str("access_token")
 	u := e.createUpload(tok)
 	id := u["ID"].(string)
-	if info, _ := e.s.Upload(id); info.CreatedBy == "" || info.Cancelled {
+	if info, _ := e.s.Upload(id); info.CreatedBy == "" || info.Cancelled || len(e.s.UploadIDs()) != 1 {
 		t.Fatalf("fresh upload %+v", info)
 	}
 	for range 2 { // idempotent

@@ -114,6 +114,17 @@ func (s *Server) Upload(id string) (UploadInfo, bool) {
 	return info, true
 }
 
+// UploadIDs lists every sessionUpload created so far, in no order.
+func (s *Server) UploadIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.uploads))
+	for id := range s.uploads {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // uploadJSON is Panopto's SessionUpload object.
 type uploadJSON struct {
 	ID           string  `json:"ID"`
