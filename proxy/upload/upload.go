@@ -78,7 +78,6 @@ type Uploader struct {
 	free chan []byte // part buffers kept between uploads
 	// allocated counts part buffers made (tests check the bound).
 	allocated atomic.Int64
-	active    atomic.Int64 // uploads running; the last one out frees the buffers
 }
 
 // New returns an Uploader with defaults filled in.
@@ -243,21 +242,6 @@ func (u *Uploader) getBuf() []byte {
 	}
 }
 
-// release lets the part buffers go once no upload runs: an idle sidecar
-// does not keep (concurrency+1) x part size of memory.
-func (u *Uploader) release() {
-	if u.active.Add(-1) > 0 {
-		return
-	}
-	for {
-		select {
-		case <-u.free:
-		default:
-			return
-		}
-	}
-}
-
 func (u *Uploader) putBuf(b []byte) {
 	select {
 	case u.free <- b[:cap(b)]:
@@ -270,8 +254,6 @@ func (u *Uploader) putBuf(b []byte) {
 // failure the multipart upload is aborted and the sessionUpload cancelled.
 func (u *Uploader) Create(ctx context.Context, tokens Tokens, p Params, body io.Reader) (res Result, err error) {
 	start := u.o.Now()
-	u.active.Add(1)
-	defer u.release()
 	if p.Title == "" {
 		p.Title = p.Name
 	}
