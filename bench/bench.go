@@ -38,6 +38,7 @@ type results struct {
 	Cells   []cell         `json:"cells"`
 	Stream  []streamResult `json:"stream"`
 	Storm   *stormResult   `json:"storm,omitempty"`
+	Upload  *uploadResult  `json:"upload,omitempty"`
 	Notes   []string       `json:"notes"`
 }
 
@@ -160,6 +161,13 @@ func bench(ctx context.Context, f flags, stdout, stderr io.Writer) (err error) {
 			return err
 		}
 		res.Storm = st
+	}
+	if !f.skip["upload"] {
+		ur, err := uploadPhase(ctx, f, dir, logf)
+		if err != nil {
+			return err
+		}
+		res.Upload = ur
 	}
 	if up.unauthorized.Load() > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("upstream refused %d requests for a bad bearer", up.unauthorized.Load()))
@@ -340,6 +348,9 @@ func report(w io.Writer, f flags, res *results) {
 	}
 	if res.Storm != nil {
 		stormReport(w, res.Storm)
+	}
+	if res.Upload != nil {
+		uploadReport(w, res.Upload)
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "\nnote: %s\n", n)

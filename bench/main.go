@@ -9,7 +9,10 @@
 //     the proxy's peak RSS while streaming;
 //  3. a refresh storm: many clients against a sidecar whose access tokens
 //     last seconds: token-endpoint calls per expiry, errors, and p99 inside
-//     the refresh windows against outside them.
+//     the refresh windows against outside them;
+//  4. uploads: POST /-/uploads against aws-sdk-go-v2's upload manager sending
+//     the same bytes in the same part size through /Panopto/Upload/, side by
+//     side against the Panopto stand-in: MB/s and the sidecar's peak RSS.
 //
 // Run it from the module root: `go run ./bench` or `bench/run.sh`.
 // Everything listens on 127.0.0.1 and every phase has a bounded duration.
@@ -52,6 +55,11 @@ type flags struct {
 	sidecarBin    string
 	install       bool
 	jsonOut       string
+
+	uploadBytes       int64
+	uploadPartSize    int64
+	uploadConcurrency int
+	uploadRepeats     int
 }
 
 func main() {
@@ -88,7 +96,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.stormExpiries, "storm-expiries", 5, "token expiries (refresh windows) the storm waits for")
 	fs.StringVar(&f.sidecarLog, "sidecar-log", "info", "log.level of the benchmarked sidecar (info is the shipped default and logs every request)")
 	fs.IntVar(&f.wrkThreads, "wrk-threads", 2, "wrk threads (capped at the connection count)")
-	skip := fs.String("skip", "", "phases to skip: latency,stream,storm")
+	fs.Int64Var(&f.uploadBytes, "upload-bytes", 1<<30, "bytes per upload in the upload phase")
+	fs.Int64Var(&f.uploadPartSize, "upload-part-size", 16<<20, "S3 part size of both upload clients (5-25 MiB)")
+	fs.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight for both upload clients")
+	fs.IntVar(&f.uploadRepeats, "upload-repeats", 3, "interleaved repeats of each upload client")
+	skip := fs.String("skip", "", "phases to skip: latency,stream,storm,upload")
 	fs.StringVar(&f.workDir, "workdir", "", "directory for configs, logs and binaries (default: a new temp dir)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory")
 	fs.StringVar(&f.caddyBin, "caddy", "", "caddy binary (default: PATH, $GOBIN, $HOME/.cache/panopto-sidecar-bench/bin)")
@@ -121,6 +133,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if s = strings.TrimSpace(s); s != "" {
 			f.skip[s] = true
 		}
+	}
+	if f.uploadPartSize < 5<<20 || f.uploadPartSize > 25<<20 || f.uploadConcurrency < 1 || f.uploadRepeats < 1 || f.uploadBytes < 1 {
+		return errors.New("-upload-part-size must be 5-25 MiB; -upload-concurrency, -upload-repeats and -upload-bytes positive")
 	}
 	if f.repeats < 1 || f.streamRepeats < 1 || f.duration <= 0 {
 		return errors.New("-repeats, -stream-repeats and -d must be positive")

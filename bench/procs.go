@@ -254,7 +254,7 @@ const caddyModule = "github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9"
 // allowed: nginx-light and wrk from the distribution, caddy with go install
 // into $HOME/.cache/panopto-sidecar-bench/bin.
 func ensureTools(ctx context.Context, f *flags, stderr io.Writer) error {
-	need := map[string]bool{"wrk": true}
+	need := map[string]bool{"wrk": !f.skip["latency"]} // wrk loads only the small-GET phase
 	for _, t := range f.targets {
 		need[t] = true
 	}
@@ -262,7 +262,7 @@ func ensureTools(ctx context.Context, f *flags, stderr io.Writer) error {
 	f.nginxBin = lookTool(f.nginxBin, "nginx", "/usr/sbin/nginx")
 	f.caddyBin = lookTool(f.caddyBin, "caddy", caddyCandidates()...)
 	var apt []string
-	if f.wrkBin == "" {
+	if need["wrk"] && f.wrkBin == "" {
 		apt = append(apt, "wrk")
 	}
 	if need["nginx"] && f.nginxBin == "" {
@@ -302,7 +302,7 @@ func ensureTools(ctx context.Context, f *flags, stderr io.Writer) error {
 		f.caddyBin = filepath.Join(bin, "caddy")
 	}
 	var missing []string
-	if f.wrkBin == "" {
+	if need["wrk"] && f.wrkBin == "" {
 		missing = append(missing, "wrk")
 	}
 	if need["nginx"] && f.nginxBin == "" {

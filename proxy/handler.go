@@ -43,6 +43,9 @@ type Options struct {
 	// request except /-/healthz and /-/ready.
 	SharedSecret       oauth.Secret
 	SharedSecretHeader string
+	// UploadPartSize and UploadConcurrency shape POST /-/uploads (0: defaults).
+	UploadPartSize    int64
+	UploadConcurrency int
 }
 
 // Accounts hands out the token manager for an account ("" is the default
@@ -78,6 +81,7 @@ type Handler struct {
 	metrics http.Handler
 	log     *slog.Logger
 	started time.Time
+	ups     uploaders
 }
 
 // New returns a handler with the given options.
@@ -155,6 +159,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/-/logout":
 		h.logout(w, r, o)
+		return
+	}
+	if p == "/-/uploads" || strings.HasPrefix(p, "/-/uploads/") {
+		h.uploads(w, r, o)
 		return
 	}
 	h.fwd.serve(w, r, o)

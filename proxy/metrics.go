@@ -20,6 +20,7 @@ type Metrics struct {
 	retries     *prometheus.CounterVec
 	throttled   prometheus.Counter
 	unretryable prometheus.Counter
+	uploads     *uploadMetrics
 
 	// Children looked up once per route and code: WithLabelValues hashes
 	// its labels on every call.
@@ -86,6 +87,7 @@ func NewMetrics() *Metrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.refreshes, m.expiry, m.retries, m.throttled, m.unretryable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.uploads = newUploadMetrics(reg)
 	return m
 }
 

@@ -211,6 +211,8 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		RewriteUploadTarget: cfg.RewriteUploadTarget,
 		RetryBodyLimit:      cfg.RetryBodyLimit.Int64(),
 		SharedSecretHeader:  cfg.Inbound.SharedSecretHeader,
+		UploadPartSize:      cfg.Uploads.PartSize.Int64(),
+		UploadConcurrency:   cfg.Uploads.Concurrency,
 		// The callback must come from the browser that started the login
 		// (a cookie set by /-/login): a login link cannot be replayed or
 		// pushed into someone else's browser.

@@ -67,6 +67,12 @@
 //	PUT  /Panopto/PublicAPI/REST/sessionUpload/{ID}
 //	     The whole object with State=1 (process) or 2 (cancel). ID and
 //	     UploadTarget must be exactly the ones issued; otherwise 400.
+//	DELETE /Panopto/PublicAPI/REST/sessionUpload/{ID}
+//	     Cancels (State 2) an upload not yet handed over; 409 after State=1.
+//
+// Server.Upload reports what the stand-in saw of an upload: its creator (the
+// token's user, also the CreatedBy of the session it becomes), whether it was
+// cancelled, multipart uploads pending and aborted, objects and manifest.
 //
 // The origin of UploadTarget is Options.PublicOrigin, else the request's Host
 // with https when it arrived over TLS.
@@ -84,14 +90,18 @@
 // An S3 client reaches these with path-style addressing, endpoint = the
 // UploadTarget's origin, bucket "Panopto" and key "Upload/{ID}/{file}".
 // Bodies are streamed: md5 and size are computed on the fly and only objects
-// up to 1 MiB (manifests) are kept. aws-chunked framing (STREAMING-… payloads,
-// x-amz-decoded-content-length, trailers) is decoded; Content-Length (or the
-// decoded length), Content-MD5, a hex x-amz-content-sha256 and
-// x-amz-checksum-{crc32,crc32c,crc64nvme,sha1,sha256} headers or trailers are
-// verified. Every part but the last must be at least 5 MiB (EntityTooSmall).
+// up to 1 MiB (manifests) are kept. Like Panopto's upload server, which is not
+// full S3, it refuses aws-chunked framing (Content-Encoding aws-chunked,
+// STREAMING-… payloads, x-amz-decoded-content-length) and trailers
+// (x-amz-trailer) with 400 NotImplemented. Content-Length, Content-MD5, a hex
+// x-amz-content-sha256 and x-amz-checksum-{crc32,crc32c,crc64nvme,sha1,sha256}
+// headers are verified. Parts are at most 25 MiB (EntityTooLarge) and every
+// part but the last at least 5 MiB (EntityTooSmall, at completion).
 // A request carrying Authorization: Bearer is rejected with 400, since a
-// sidecar must not inject on upload routes; AWS4-HMAC-SHA256 signatures with
-// any keys are accepted. After State=1 the target is closed (403 AccessDenied).
+// sidecar must not inject on upload routes. S3 signature version 2
+// ("AWS key:signature", what Panopto's sample sends) is verified against
+// Options.S3SecretKey when set; AWS4-HMAC-SHA256 signatures with any keys are
+// accepted. After State=1 the target is closed (403 AccessDenied).
 //
 // The manifest is Panopto's Universal Capture XML:
 //

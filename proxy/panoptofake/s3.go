@@ -1,7 +1,6 @@
 package panoptofake
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/md5"
 	"crypto/sha1"
@@ -9,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -21,7 +19,8 @@ import (
 )
 
 const (
-	minPartSize   = 5 << 20 // S3: every part but the last
+	minPartSize   = 5 << 20  // S3: every part but the last
+	maxPartSize   = 25 << 20 // Panopto's upload server: 5-25 MiB parts
 	maxPartNumber = 10000
 	smallObject   = 1 << 20 // objects up to this size are kept (manifests)
 )
@@ -75,6 +74,17 @@ func (s *Server) s3(w http.ResponseWriter, r *http.Request) {
 		drain(r)
 		writeS3Error(w, r, http.StatusBadRequest, "InvalidArgument", "Bearer tokens are not accepted on upload targets.")
 		return
+	}
+	auth := r.Header.Get("Authorization")
+	if strings.HasPrefix(auth, "AWS ") {
+		s.stats.UploadSigV2++
+		if s.opts.S3SecretKey != "" && !checkSigV2(r, auth, s.opts.S3SecretKey) {
+			s.stats.UploadBadSignature++
+			s.mu.Unlock()
+			drain(r)
+			writeS3Error(w, r, http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
+			return
+		}
 	}
 	u, ok := s.uploads[strings.ToLower(r.PathValue("id"))]
 	state := 0
@@ -153,6 +163,11 @@ func (s *Server) s3Part(w http.ResponseWriter, r *http.Request, u *upload, key, 
 		writeS3Error(w, r, http.StatusNotFound, "NoSuchUpload", "The specified multipart upload does not exist.")
 		return
 	}
+	if r.ContentLength > maxPartSize {
+		drain(r)
+		writeS3Error(w, r, http.StatusBadRequest, "EntityTooLarge", "Parts may be at most 25 MiB.")
+		return
+	}
 	b, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -186,6 +201,7 @@ func (s *Server) s3Abort(w http.ResponseWriter, r *http.Request, u *upload, key,
 	mu, ok := u.multipart[uploadID]
 	if ok && mu.key == key {
 		delete(u.multipart, uploadID)
+		u.aborted++
 	}
 	s.mu.Unlock()
 	if !ok || mu.key != key {
@@ -288,25 +304,26 @@ type body struct {
 	data []byte // nil unless size <= smallObject
 }
 
-// readBody streams the payload, decoding aws-chunked framing, and checks its
-// length, Content-MD5, a hex x-amz-content-sha256 and any x-amz-checksum-*
-// header or trailer. It answers the S3 error itself when it returns false.
+// readBody streams the payload and checks its length, Content-MD5, a hex
+// x-amz-content-sha256 and any x-amz-checksum-* header. Like Panopto's upload
+// server it takes plain bodies only: aws-chunked framing (STREAMING-…
+// payloads, x-amz-decoded-content-length) and trailers are refused. It
+// answers the S3 error itself when it returns false.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body, bool) {
 	h := r.Header
 	var src io.Reader = r.Body
 	want := r.ContentLength
-	var chunked *awsChunked
 	sha := h.Get("x-amz-content-sha256")
-	if strings.Contains(h.Get("Content-Encoding"), "aws-chunked") || strings.HasPrefix(sha, "STREAMING-") {
-		dl, err := strconv.ParseInt(h.Get("x-amz-decoded-content-length"), 10, 64)
-		if err != nil || dl < 0 {
-			drain(r)
-			writeS3Error(w, r, http.StatusLengthRequired, "MissingContentLength", "x-amz-decoded-content-length is required with aws-chunked.")
-			return body{}, false
-		}
-		chunked = newAWSChunked(r.Body)
-		src, want = chunked, dl
-	} else if want < 0 {
+	if strings.Contains(strings.ToLower(h.Get("Content-Encoding")), "aws-chunked") || strings.HasPrefix(sha, "STREAMING-") ||
+		h.Get("x-amz-trailer") != "" || h.Get("x-amz-decoded-content-length") != "" {
+		s.mu.Lock()
+		s.stats.UploadRefused++
+		s.mu.Unlock()
+		drain(r)
+		writeS3Error(w, r, http.StatusBadRequest, "NotImplemented", "aws-chunked bodies and trailers are not supported by this upload server.")
+		return body{}, false
+	}
+	if want < 0 {
 		drain(r)
 		writeS3Error(w, r, http.StatusLengthRequired, "MissingContentLength", "You must provide the Content-Length HTTP header.")
 		return body{}, false
@@ -316,7 +333,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body, bool) {
 	ws := []io.Writer{m}
 	checks := map[string]hash.Hash{}
 	for _, alg := range []string{"crc32", "crc32c", "crc64nvme", "sha1", "sha256"} {
-		if h.Get("x-amz-checksum-"+alg) != "" || strings.Contains(strings.ToLower(h.Get("x-amz-trailer")), "x-amz-checksum-"+alg) {
+		if h.Get("x-amz-checksum-"+alg) != "" {
 			checks[alg] = newChecksum(alg)
 			ws = append(ws, checks[alg])
 		}
@@ -347,15 +364,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body, bool) {
 		return body{}, false
 	}
 	for alg, c := range checks {
-		v := h.Get("x-amz-checksum-" + alg)
-		if v == "" && chunked != nil {
-			v = chunked.trailers["x-amz-checksum-"+alg]
-		}
-		if v == "" {
-			writeS3Error(w, r, http.StatusBadRequest, "MalformedTrailerError", "The announced x-amz-checksum-"+alg+" trailer is missing.")
-			return body{}, false
-		}
-		if v != base64.StdEncoding.EncodeToString(c.Sum(nil)) {
+		if v := h.Get("x-amz-checksum-" + alg); v != base64.StdEncoding.EncodeToString(c.Sum(nil)) {
 			writeS3Error(w, r, http.StatusBadRequest, "BadDigest", "The "+alg+" you specified did not match the calculated checksum.")
 			return body{}, false
 		}
@@ -405,103 +414,4 @@ func (c *capBuffer) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
-}
-
-// awsChunked decodes the aws-chunked content encoding:
-//
-//	hex-size[;chunk-signature=…]\r\n <data> \r\n … 0[;…]\r\n [name:value\r\n]… \r\n
-//
-// Chunk signatures are not verified (uploaders use dummy keys); trailers are
-// collected for checksum verification.
-type awsChunked struct {
-	br       *bufio.Reader
-	left     int64
-	started  bool
-	done     bool
-	trailers map[string]string
-}
-
-var errChunk = errors.New("aws-chunked: malformed framing")
-
-func newAWSChunked(r io.Reader) *awsChunked {
-	return &awsChunked{br: bufio.NewReaderSize(r, 64<<10), trailers: map[string]string{}}
-}
-
-func (c *awsChunked) line() (string, error) {
-	var b []byte
-	for {
-		frag, err := c.br.ReadSlice('\n')
-		b = append(b, frag...)
-		if len(b) > 4096 {
-			return "", errChunk
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			if err == io.EOF && len(b) == 0 {
-				return "", io.EOF
-			}
-			return "", io.ErrUnexpectedEOF
-		}
-		if len(b) < 2 || b[len(b)-2] != '\r' {
-			return "", errChunk
-		}
-		return string(b[:len(b)-2]), nil
-	}
-}
-
-func (c *awsChunked) Read(p []byte) (int, error) {
-	if c.done {
-		return 0, io.EOF
-	}
-	if c.left == 0 {
-		if c.started {
-			if l, err := c.line(); err != nil || l != "" {
-				return 0, errChunk
-			}
-		}
-		c.started = true
-		l, err := c.line()
-		if err != nil {
-			return 0, errChunk
-		}
-		sz, _, _ := strings.Cut(l, ";")
-		size, err := strconv.ParseInt(strings.TrimSpace(sz), 16, 64)
-		if err != nil || size < 0 {
-			return 0, errChunk
-		}
-		if size == 0 {
-			return 0, c.readTrailers()
-		}
-		c.left = size
-	}
-	if int64(len(p)) > c.left {
-		p = p[:c.left]
-	}
-	n, err := c.br.Read(p)
-	c.left -= int64(n)
-	if err == io.EOF {
-		return n, io.ErrUnexpectedEOF
-	}
-	return n, err
-}
-
-func (c *awsChunked) readTrailers() error {
-	c.done = true
-	for i := 0; i < 64; i++ {
-		l, err := c.line()
-		if err == io.EOF || err == nil && l == "" {
-			return io.EOF
-		}
-		if err != nil {
-			return errChunk
-		}
-		name, value, ok := strings.Cut(l, ":")
-		if !ok {
-			return errChunk
-		}
-		c.trailers[strings.ToLower(strings.TrimSpace(name))] = strings.TrimSpace(value)
-	}
-	return errChunk
 }

@@ -42,6 +42,10 @@ type Options struct {
 	// PublicOrigin, if set (e.g. "https://panopto.example"), is the origin of
 	// every UploadTarget. Otherwise the request's Host and TLS state decide.
 	PublicOrigin string
+	// S3SecretKey, if set, is the (dummy) secret every S3 signature version 2
+	// request to the upload target must be signed with (403
+	// SignatureDoesNotMatch otherwise). Other signatures are not checked.
+	S3SecretKey string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives request logs (default: discard). Secrets are never logged.
@@ -78,6 +82,12 @@ type Stats struct {
 	UploadRequests int
 	// UploadBearer counts upload-route requests that carried a bearer token.
 	UploadBearer int
+	// UploadSigV2 counts upload-route requests signed with S3 signature
+	// version 2; UploadBadSignature those whose signature did not verify.
+	UploadSigV2        int
+	UploadBadSignature int
+	// UploadRefused counts bodies refused for aws-chunked framing or trailers.
+	UploadRefused int
 }
 
 // Server is an in-memory Panopto stand-in. It is an http.Handler; serve it
@@ -163,6 +173,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /Panopto/PublicAPI/REST/sessionUpload", s.publicAPI(s.createUpload))
 	m.HandleFunc("GET /Panopto/PublicAPI/REST/sessionUpload/{id}", s.publicAPI(s.getUpload))
 	m.HandleFunc("PUT /Panopto/PublicAPI/REST/sessionUpload/{id}", s.publicAPI(s.putUpload))
+	m.HandleFunc("DELETE /Panopto/PublicAPI/REST/sessionUpload/{id}", s.publicAPI(s.deleteUpload))
 	m.HandleFunc("/Panopto/PublicAPI/", s.publicAPI(func(w http.ResponseWriter, r *http.Request, _ *grant) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"Message": "No HTTP resource was found that matches the request URI."})
 	}))

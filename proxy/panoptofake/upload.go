@@ -43,6 +43,12 @@ type UploadInfo struct {
 	// PendingMultipart counts multipart uploads initiated and not completed
 	// or aborted.
 	PendingMultipart int
+	// AbortedMultipart counts multipart uploads aborted by the client.
+	AbortedMultipart int
+	// CreatedBy is the Panopto user whose token created the sessionUpload.
+	CreatedBy string
+	// Cancelled is true once the client cancelled it (PUT State=2 or DELETE).
+	Cancelled bool
 	// Manifest is the parsed manifest, once processing looked for it.
 	Manifest *Manifest
 }
@@ -71,6 +77,8 @@ type upload struct {
 	objects              map[string]*object
 	multipart            map[string]*multipartUpload
 	manifest             *Manifest
+	aborted              int
+	createdBy            string
 }
 
 type object struct {
@@ -93,6 +101,7 @@ func (s *Server) Upload(id string) (UploadInfo, bool) {
 		ID: u.id, FolderID: u.folderID, UploadTarget: u.target, State: u.state,
 		SessionID: u.sessionID, Polls: u.polls, Message: u.message,
 		Objects: map[string]ObjectInfo{}, PendingMultipart: len(u.multipart),
+		AbortedMultipart: u.aborted, CreatedBy: u.createdBy, Cancelled: u.state == StateUploadCancelled,
 	}
 	for k, o := range u.objects {
 		info.Objects[k] = ObjectInfo{Size: o.size, ETag: o.etag, PartSizes: append([]int64(nil), o.partSizes...)}
@@ -103,6 +112,17 @@ func (s *Server) Upload(id string) (UploadInfo, bool) {
 		info.Manifest = &m
 	}
 	return info, true
+}
+
+// UploadIDs lists every sessionUpload created so far, in no order.
+func (s *Server) UploadIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.uploads))
+	for id := range s.uploads {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // uploadJSON is Panopto's SessionUpload object.
@@ -129,7 +149,7 @@ func (u *upload) json() uploadJSON {
 
 // createUpload: POST sessionUpload {"FolderId":…} → 201 with a new upload.
 // FolderId must be a GUID; it need not be a seeded folder.
-func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, _ *grant) {
+func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, g *grant) {
 	var req struct {
 		FolderID string `json:"FolderId"`
 	}
@@ -144,7 +164,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, _ *grant) 
 	}
 	id := newGUID()
 	u := &upload{
-		id: id, folderID: strings.ToLower(req.FolderID), state: StateCreated,
+		id: id, folderID: strings.ToLower(req.FolderID), state: StateCreated, createdBy: g.user,
 		target:    s.origin(r) + "/Panopto/Upload/" + id,
 		objects:   map[string]*object{},
 		multipart: map[string]*multipartUpload{},
@@ -226,6 +246,26 @@ func (s *Server) putUpload(w http.ResponseWriter, r *http.Request, _ *grant) {
 	writeJSON(w, http.StatusOK, u.json())
 }
 
+// deleteUpload: DELETE sessionUpload/{ID} cancels an upload that was not
+// yet handed over for processing (State 2), as PUT with State=2 does.
+func (s *Server) deleteUpload(w http.ResponseWriter, r *http.Request, _ *grant) {
+	drain(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.uploads[strings.ToLower(r.PathValue("id"))]
+	switch {
+	case !ok:
+		notFound(w)
+		return
+	case u.state == StateCreated || u.state == StateUploadCancelled:
+		u.state = StateUploadCancelled
+	default:
+		writeJSON(w, http.StatusConflict, map[string]string{"Message": "The session upload is already " + stateNames[u.state] + "."})
+		return
+	}
+	writeJSON(w, http.StatusOK, u.json())
+}
+
 // finishLocked decides the outcome of processing: Complete if a manifest was
 // uploaded and every file it names was uploaded, else ProcessingError.
 func (s *Server) finishLocked(u *upload) {
@@ -251,7 +291,7 @@ func (s *Server) finishLocked(u *upload) {
 	}
 	s.sessions = append(s.sessions, session{
 		id: u.sessionID, name: title, description: m.Description, folderID: u.folderID,
-		createdBy: "upload", start: s.now(),
+		createdBy: u.createdBy, start: s.now(),
 	})
 }
 

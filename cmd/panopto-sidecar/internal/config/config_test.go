@@ -150,6 +150,7 @@ func TestDefaults(t *testing.T) {
 		RetryBodyLimit: 1 << 20,
 		Accounts:       Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour)},
 		Inbound:        Inbound{SharedSecretHeader: "X-Sidecar-Auth"},
+		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
 			Idle:            Duration(120 * time.Second),

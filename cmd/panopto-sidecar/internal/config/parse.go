@@ -121,6 +121,7 @@ func defaults() Config {
 		TLS:            TLS{ACME: ACME{HTTPPort: 80, TLSALPNPort: 443}},
 		RetryBodyLimit: 1 << 20,
 		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour)},
+		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
 			Idle:            Duration(120 * time.Second),

@@ -25,6 +25,7 @@ type Config struct {
 	Accounts            Accounts    `yaml:"accounts"`
 	Inbound             Inbound     `yaml:"inbound"`
 	Timeouts            Timeouts    `yaml:"timeouts"`
+	Uploads             Uploads     `yaml:"uploads"`
 }
 
 type OAuth struct {
@@ -133,3 +134,11 @@ type Duration time.Duration
 
 // ByteSize is a size written as 1048576, "1MiB", "512KiB" or "1MB" in YAML.
 type ByteSize int64
+
+// Uploads shape POST /-/uploads: the S3 part size (Panopto takes 5-25 MiB)
+// and how many parts are in flight; memory per upload is about
+// part_size * (concurrency + 1).
+type Uploads struct {
+	PartSize    ByteSize `yaml:"part_size"`   // default 16MiB
+	Concurrency int      `yaml:"concurrency"` // default 2
+}

@@ -114,6 +114,12 @@ func (c *Config) validate(lines map[string]int) []error {
 	if c.RetryBodyLimit < 0 {
 		v.problemf("retry_body_limit", "must be >= 0")
 	}
+	if c.Uploads.PartSize < 5<<20 || c.Uploads.PartSize > 25<<20 {
+		v.problemf("uploads.part_size", "must be within 5MiB-25MiB (Panopto's upload server takes parts of that size); got %d bytes", c.Uploads.PartSize)
+	}
+	if c.Uploads.Concurrency < 1 || c.Uploads.Concurrency > 16 {
+		v.problemf("uploads.concurrency", "must be within 1-16; got %d", c.Uploads.Concurrency)
+	}
 	return v.errs
 }
 
