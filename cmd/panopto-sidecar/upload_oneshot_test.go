@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -353,11 +354,11 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Flush()
-	waitFor(t, 10*time.Second, "parts at the upload target", func() bool { return pan.Stats().UploadRequests >= 3 })
+	testsupport.WaitFor(t, 10*time.Second, "parts at the upload target", func() bool { return pan.Stats().UploadRequests >= 3 })
 	conn.Close() // killed mid-body
 
 	var info panoptofake.UploadInfo
-	waitFor(t, 15*time.Second, "the upload aborted and cancelled at Panopto", func() bool {
+	testsupport.WaitFor(t, 15*time.Second, "the upload aborted and cancelled at Panopto", func() bool {
 		ids := pan.UploadIDs()
 		if len(ids) != 1 {
 			return false
@@ -368,7 +369,7 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 	if info.PendingMultipart != 0 || len(info.Objects) != 0 || info.State != panoptofake.StateUploadCancelled {
 		t.Fatalf("left at Panopto: %+v", info)
 	}
-	waitFor(t, 5*time.Second, "the failure counted", func() bool {
+	testsupport.WaitFor(t, 5*time.Second, "the failure counted", func() bool {
 		return strings.Contains(fetch(t, sc.URL+"/metrics"), "panopto_sidecar_uploads_failed_total{reason=")
 	})
 	if l := sc.LogsNow(); !strings.Contains(l, `"result":"failed"`) || !strings.Contains(l, `"cancelled":true`) || !strings.Contains(l, `"aborted":true`) {
@@ -399,7 +400,7 @@ func TestUploadOneRequest1GiB(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	base := "http://" + addr
-	waitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(base+"/-/healthz") == 200 })
+	testsupport.WaitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(base+"/-/healthz") == 200 })
 	login(t, base)
 
 	start := time.Now()
