@@ -88,6 +88,9 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        iss + "/connect/token",
 		"revocation_endpoint":                   iss + "/connect/revocation",
 		"introspection_endpoint":                iss + "/connect/introspect",
+		"jwks_uri":                              iss + "/.well-known/openid-configuration/jwks",
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"subject_types_supported":               []string{"public"},
 		"scopes_supported":                      knownScopes,
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "password"},
@@ -347,7 +350,16 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request) {
 	g := &grant{id: newGUID(), clientID: c.clientID, user: c.user, grantType: "authorization_code", scopes: c.scopes, nonce: c.nonce}
 	c.grantID = g.id
 	s.grants[g.id] = g
-	s.issueLocked(w, g, g.scopes)
+	idToken := ""
+	if slices.Contains(g.scopes, "openid") {
+		var err error
+		if idToken, err = s.idTokenLocked(r, g); err != nil {
+			s.log.Error("issue id token", "err", err)
+			writeJSON(w, http.StatusInternalServerError, oauthError{Error: "server_error"})
+			return
+		}
+	}
+	s.issueLocked(w, g, g.scopes, idToken)
 }
 
 func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
@@ -391,7 +403,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 	}
 	t.rotated = true
 	s.stats.Refreshes++
-	s.issueLocked(w, t.g, scopes)
+	s.issueLocked(w, t.g, scopes, "")
 }
 
 // idpPassword is the password the identity-provider variant of the password
@@ -442,12 +454,13 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	g := &grant{id: newGUID(), clientID: s.opts.ClientID, user: user, grantType: "password", scopes: scopes}
 	s.grants[g.id] = g
-	s.issueLocked(w, g, scopes)
+	s.issueLocked(w, g, scopes, "")
 }
 
 // issueLocked mints an access token (and a refresh token with
-// offline_access) for g and writes the token response. s.mu is held.
-func (s *Server) issueLocked(w http.ResponseWriter, g *grant, scopes []string) {
+// offline_access) for g and writes the token response, with idToken if it is
+// not empty. s.mu is held.
+func (s *Server) issueLocked(w http.ResponseWriter, g *grant, scopes []string, idToken string) {
 	now := s.now()
 	at := newID(32)
 	s.access[at] = &accessToken{g: g, expires: now.Add(s.opts.AccessTTL)}
@@ -466,6 +479,9 @@ func (s *Server) issueLocked(w http.ResponseWriter, g *grant, scopes []string) {
 		}
 		s.refresh[rt] = t
 		resp["refresh_token"] = rt
+	}
+	if idToken != "" {
+		resp["id_token"] = idToken
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -110,6 +110,7 @@ type Server struct {
 	folders      []folder
 	sessions     []session
 	uploads      map[string]*upload
+	oidc         oidcState
 	stats        Stats
 }
 
@@ -152,6 +153,7 @@ func New(o Options) *Server {
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /Panopto/oauth2/.well-known/openid-configuration", s.discovery)
+	m.HandleFunc("GET /Panopto/oauth2/.well-known/openid-configuration/jwks", s.jwks)
 	m.HandleFunc("GET /Panopto/oauth2/connect/authorize", s.authorize)
 	m.HandleFunc("POST /Panopto/oauth2/connect/token", s.token)
 	m.HandleFunc("POST /Panopto/oauth2/connect/revocation", s.revocation)

@@ -1,0 +1,181 @@
+package oauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// Identity is the Panopto user an id_token names. It is stored with the
+// grant and shown by /-/accounts; none of it is secret.
+type Identity struct {
+	Subject           string `json:"sub"`
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	Name              string `json:"name,omitempty"`
+	Email             string `json:"email,omitempty"`
+}
+
+// Errors of ID-token verification. Every error VerifyIDToken returns wraps
+// exactly one of ErrNoIDToken, ErrOIDCDiscovery or ErrIDTokenInvalid; a
+// wrong nonce wraps ErrNonceMismatch as well. None of them carries the token.
+var (
+	// ErrNoIDToken: the token response had no id_token.
+	ErrNoIDToken = errors.New("no id_token in the token response")
+	// ErrOIDCDiscovery: the provider's discovery document could not be read;
+	// the next verification tries again.
+	ErrOIDCDiscovery = errors.New("openid discovery failed")
+	// ErrIDTokenInvalid: malformed, badly signed, from another issuer, for
+	// another audience, expired, or with another nonce.
+	ErrIDTokenInvalid = errors.New("invalid id_token")
+	// ErrNonceMismatch: the id_token's nonce is not the one this login sent.
+	ErrNonceMismatch = errors.New("id_token nonce does not match the login's")
+	// ErrIdentityMismatch: MatchIdentity found another Panopto user than
+	// the account's.
+	ErrIdentityMismatch = errors.New("panopto identity does not match the account")
+)
+
+// discoveryTimeout bounds one discovery attempt, whatever the caller's
+// deadline.
+const discoveryTimeout = 15 * time.Second
+
+// IDVerifier verifies the id_token of an authorization-code answer with
+// go-oidc: the signature against the provider's JWKS, iss, aud (the client
+// id), exp, and the nonce the login sent. It finds the JWKS by OpenID
+// discovery on first use, not at construction, so the sidecar starts while
+// Panopto is unreachable; a failed discovery is retried by the next call, a
+// successful one is kept. Safe for concurrent use.
+type IDVerifier struct {
+	issuer   string
+	clientID string
+	client   *http.Client
+	now      func() time.Time
+
+	sem      chan struct{} // held while discovering: one attempt at a time
+	verifier *oidc.IDTokenVerifier
+}
+
+// NewIDVerifier returns a verifier for tokens issued by issuer (for Panopto
+// {upstream}/Panopto/oauth2) to clientID. client fetches discovery and JWKS
+// (nil: http.DefaultClient); now is the clock (nil: time.Now).
+func NewIDVerifier(issuer, clientID string, client *http.Client, now func() time.Time) *IDVerifier {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &IDVerifier{
+		issuer:   issuer,
+		clientID: clientID,
+		client:   client,
+		now:      now,
+		sem:      make(chan struct{}, 1),
+	}
+}
+
+// VerifyIDToken verifies rawIDToken and that it carries nonce, and returns
+// the identity it names.
+func (v *IDVerifier) VerifyIDToken(ctx context.Context, rawIDToken, nonce string) (Identity, error) {
+	if rawIDToken == "" {
+		return Identity{}, fmt.Errorf("oidc: verify id token: %w", ErrNoIDToken)
+	}
+	verifier, err := v.load(ctx)
+	if err != nil {
+		return Identity{}, err
+	}
+	tok, err := verifier.Verify(ctx, rawIDToken)
+	if err != nil {
+		// go-oidc's messages name claims and issuers, never the token.
+		return Identity{}, fmt.Errorf("oidc: verify id token: %w: %w", ErrIDTokenInvalid, err)
+	}
+	if nonce == "" || subtle.ConstantTimeCompare([]byte(tok.Nonce), []byte(nonce)) != 1 {
+		return Identity{}, fmt.Errorf("oidc: verify id token: %w: %w", ErrIDTokenInvalid, ErrNonceMismatch)
+	}
+	var c struct {
+		PreferredUsername string `json:"preferred_username"`
+		Name              string `json:"name"`
+		Email             string `json:"email"`
+	}
+	if err := tok.Claims(&c); err != nil {
+		return Identity{}, fmt.Errorf("oidc: read id token claims: %w: %w", ErrIDTokenInvalid, err)
+	}
+	if tok.Subject == "" {
+		return Identity{}, fmt.Errorf("oidc: verify id token: %w: no sub claim", ErrIDTokenInvalid)
+	}
+	return Identity{Subject: tok.Subject, PreferredUsername: c.PreferredUsername, Name: c.Name, Email: c.Email}, nil
+}
+
+// load returns the verifier, running discovery if no attempt has succeeded
+// yet. Callers wait for an attempt in flight, each on its own ctx.
+func (v *IDVerifier) load(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	select {
+	case v.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("oidc: wait for discovery of %s: %w", v.issuer, ctx.Err())
+	}
+	defer func() { <-v.sem }()
+	if v.verifier != nil {
+		return v.verifier, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
+	defer cancel()
+	// The provider keeps only the client from this context, never the
+	// context itself, for its later JWKS fetches.
+	p, err := oidc.NewProvider(oidc.ClientContext(dctx, v.client), v.issuer)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: discover %s: %w: %w", v.issuer, ErrOIDCDiscovery, err)
+	}
+	v.verifier = p.Verifier(&oidc.Config{ClientID: v.clientID, Now: v.now})
+	return v.verifier, nil
+}
+
+// identityClaims are the claims MatchIdentity can compare.
+var identityClaims = map[string]func(Identity) string{
+	"sub":                func(id Identity) string { return id.Subject },
+	"preferred_username": func(id Identity) string { return id.PreferredUsername },
+	"name":               func(id Identity) string { return id.Name },
+	"email":              func(id Identity) string { return id.Email },
+}
+
+// CheckIdentityClaim reports whether claim can be used as
+// accounts.identity_claim: "" (no check), sub, preferred_username, name or
+// email.
+func CheckIdentityClaim(claim string) error {
+	if _, ok := identityClaims[claim]; claim != "" && !ok {
+		return fmt.Errorf("identity claim %q is not one of sub, preferred_username, name, email", claim)
+	}
+	return nil
+}
+
+// DefaultIdentityTemplate is accounts.identity_template when unset.
+const DefaultIdentityTemplate = "{account}"
+
+// MatchIdentity checks that the Panopto identity id belongs to account. With
+// claim "" there is nothing to check. Otherwise the claim's value must equal
+// template (DefaultIdentityTemplate when "") with every "{account}" replaced
+// by account, compared case-insensitively; else the error wraps
+// ErrIdentityMismatch.
+func MatchIdentity(id Identity, claim, template, account string) error {
+	if claim == "" {
+		return nil
+	}
+	get, ok := identityClaims[claim]
+	if !ok {
+		return fmt.Errorf("match identity: %w: unknown claim %q", ErrIdentityMismatch, claim)
+	}
+	if template == "" {
+		template = DefaultIdentityTemplate
+	}
+	want := strings.ReplaceAll(template, "{account}", account)
+	got := get(id)
+	if got == "" || !strings.EqualFold(got, want) {
+		return fmt.Errorf("match identity: %w: %s is %q, want %q", ErrIdentityMismatch, claim, got, want)
+	}
+	return nil
+}
