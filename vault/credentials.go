@@ -140,7 +140,11 @@ func (c *Credentials) warn(ctx context.Context, err error) {
 	repeated := c.lastLogged == err.Error()
 	c.lastLogged = err.Error()
 	c.stMu.Unlock()
-	if !repeated {
+	switch {
+	case repeated:
+	case c.held.Load() == nil:
+		c.logger.Warn("vault credentials not read; none held yet, so no token can be obtained until they are", "err", err)
+	default:
 		c.logger.Warn("vault credentials not updated; keeping the last good ones", "err", err)
 	}
 }

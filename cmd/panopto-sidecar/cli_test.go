@@ -25,7 +25,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 		if code == 0 {
 			t.Fatalf("run(%q) returned %v with exit code 0", args, err)
 		}
-		errOut.WriteString("panopto-sidecar: " + err.Error() + "\n") // as main prints it
+		printError(&errOut, err) // as main prints it
 	}
 	return out.String(), errOut.String(), code
 }
@@ -43,7 +43,9 @@ no_such_key: 1
 `))
 
 	t.Run("valid", func(t *testing.T) {
-		out, _, code := runCLI(t, nil, "check", "-config", good)
+		// What serve needs from the environment is checked too.
+		creds := map[string]string{"PANOPTO_CLIENT_ID": testClientID, "PANOPTO_CLIENT_SECRET": testClientSecret}
+		out, _, code := runCLI(t, creds, "check", "-config", good)
 		if code != 0 || !strings.Contains(out, good+": ok") || !strings.Contains(out, "https://deakin.au.panopto.com") {
 			t.Errorf("exit %d, output:\n%s", code, out)
 		}
@@ -221,7 +223,7 @@ func TestHealthcheckCommand(t *testing.T) {
 
 func TestVersionHelpAndUnknownCommands(t *testing.T) {
 	out, _, code := runCLI(t, nil, "version")
-	if code != 0 || out != "panopto-sidecar "+version+"\n" {
+	if code != 0 || out != "panopto-sidecar "+currentVersion().String()+"\n" {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
 

@@ -16,25 +16,35 @@ import (
 	"golang.org/x/term"
 )
 
-// addrFlag parses -addr for the status and healthcheck subcommands. The
-// default is $PANOPTO_SIDECAR_ADDR, else http://127.0.0.1:9127.
-func addrFlag(name string, args []string, getenv func(string) string, stderr io.Writer) (string, bool, error) {
+// addrFlags defines -addr and -insecure for the status and healthcheck
+// commands. The default address is $PANOPTO_SIDECAR_ADDR, else
+// http://127.0.0.1:9127.
+func addrFlags(name string, getenv func(string) string) (*flag.FlagSet, *string, *bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	def := getenv("PANOPTO_SIDECAR_ADDR")
 	if def == "" {
 		def = "http://127.0.0.1:9127"
 	}
-	addr := fs.String("addr", def, "sidecar base URL")
+	addr := fs.String("addr", def, "sidecar base URL ($PANOPTO_SIDECAR_ADDR)")
 	insecure := fs.Bool("insecure", false, "do not verify the sidecar's TLS certificate (its certificate names a public host, not 127.0.0.1)")
-	if err := fs.Parse(args); err != nil {
-		return "", false, exitStatus{2, err}
+	return fs, addr, insecure
+}
+
+// addrFlag parses the flags of addrFlags; done means -h was answered (err
+// nil) or the flags were wrong.
+func addrFlag(name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (addr string, insecure, done bool, err error) {
+	fs, a, ins := addrFlags(name, getenv)
+	if done, err := parseFlags(fs, args, stdout, stderr); done {
+		return "", false, true, err
 	}
-	a := strings.TrimRight(*addr, "/")
-	if !strings.Contains(a, "://") {
-		a = "http://" + a
+	if err := noArgs(fs); err != nil {
+		return "", false, true, err
 	}
-	return a, *insecure, nil
+	u := strings.TrimRight(*a, "/")
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	return u, *ins, false, nil
 }
 
 func localClient(insecure bool) *http.Client {
@@ -44,8 +54,8 @@ func localClient(insecure bool) *http.Client {
 
 // healthcheck exits 0 when the sidecar answers /-/healthz (Docker HEALTHCHECK).
 func healthcheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	addr, insecure, err := addrFlag("healthcheck", args, getenv, stderr)
-	if err != nil {
+	addr, insecure, done, err := addrFlag("healthcheck", args, getenv, stdout, stderr)
+	if done {
 		return err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/-/healthz", nil)
@@ -66,8 +76,8 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 
 // status prints the running sidecar's /-/status for a person.
 func status(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	addr, insecure, err := addrFlag("status", args, getenv, stderr)
-	if err != nil {
+	addr, insecure, done, err := addrFlag("status", args, getenv, stdout, stderr)
+	if done {
 		return err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/-/status", nil)

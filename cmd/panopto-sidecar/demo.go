@@ -19,15 +19,22 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
+func demoFlags() (*flag.FlagSet, *string, *time.Duration) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:9127", "sidecar address (loopback only)")
+	ttl := fs.Duration("token-ttl", 2*time.Minute, "access-token lifetime the stand-in grants (short, to show refreshes)")
+	return fs, listen, ttl
+}
+
 // demo runs the built-in Panopto stand-in and a sidecar wired to it, logs
 // in by itself, and prints a curl command that works. Ctrl-C stops both.
 func demo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9127", "sidecar address")
-	ttl := fs.Duration("token-ttl", 2*time.Minute, "access-token lifetime the stand-in grants (short, to show refreshes)")
-	if err := fs.Parse(args); err != nil {
-		return exitStatus{2, err}
+	fs, listen, ttl := demoFlags()
+	if done, err := parseFlags(fs, args, stdout, stderr); done {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
@@ -87,7 +94,7 @@ shutdown_grace: 2s
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfgPath, env, stderr) }()
+	go func() { done <- serve(ctx, cfgPath, env, stderr, serveOptions{loginItself: true}) }()
 
 	if err := waitHealthy(ctx, publicURL, done); err != nil {
 		return err

@@ -16,10 +16,19 @@ import (
 func newLogger(w io.Writer, format string, lv *slog.LevelVar, tty bool) *slog.Logger {
 	switch {
 	case format == "text" || (format == "auto" && tty):
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !tty}))
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !tty, ReplaceAttr: readableDurations}))
 	default:
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: readableDurations}))
 	}
+}
+
+// readableDurations writes durations as "982.928µs" or "30s" in every
+// format; slog's JSON handler would write nanoseconds (982928).
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 func parseLevel(s string) slog.Level {

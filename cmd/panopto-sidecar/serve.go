@@ -48,7 +48,7 @@ type sidecar struct {
 type credentialsHolder struct{ src oauth.CredentialSource }
 
 // serve runs the sidecar until ctx ends, then shuts down gracefully.
-func serve(ctx context.Context, path string, getenv func(string) string, stderr io.Writer) error {
+func serve(ctx context.Context, path string, getenv func(string) string, stderr io.Writer, opts serveOptions) error {
 	cfg, err := config.Load(path, getenv)
 	if err != nil {
 		return err
@@ -80,7 +80,8 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "upstream", cfg.Upstream,
-		"token_store", cfg.TokenStore.Type, "credentials", cfg.Credentials.Source, "tls", cfg.TLS.Mode)
+		"token_store", cfg.TokenStore.Type, "credentials", cfg.Credentials.Source, "tls", cfg.TLS.Mode,
+		"version", currentVersion().Version)
 	if !loopbackListen(cfg.Listen) {
 		switch {
 		case cfg.Inbound.SharedSecretFile != "":
@@ -91,7 +92,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 			log.Warn("listening beyond loopback WITHOUT inbound authentication (inbound.allow_unauthenticated): anyone who can reach this address can call Panopto as the connected user", "addr", ln.Addr().String())
 		}
 	}
-	if ok, _ := s.accounts.defaultManager().Ready(); !ok {
+	if ok, _ := s.accounts.defaultManager().Ready(); !ok && !opts.loginItself {
 		log.Warn("not connected to Panopto yet: open the login URL in a browser", "login_url", cfg.LoginURL())
 	}
 
@@ -161,6 +162,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 		Revoke:      s.revoke,
 	}, s.proxyOptions(cfg))
 	s.extras.registerMetrics(s)
+	s.metrics.Registry.MustRegister(buildInfoGauge(currentVersion()))
 	return nil
 }
 
@@ -314,6 +316,7 @@ func (s *sidecar) statusExtras() map[string]any {
 		"token_store": map[string]any{"type": cfg.TokenStore.Type},
 		"replica":     s.holder,
 		"accounts":    s.accounts.status(),
+		"version":     currentVersion().Version,
 	}
 	cs := map[string]any{"source": cfg.Credentials.Source}
 	if c, err := s.creds.Load().src.Credentials(context.Background()); err == nil {

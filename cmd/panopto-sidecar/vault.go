@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
@@ -49,7 +48,7 @@ func (s *sidecar) vaultClient(ctx context.Context, cfg *config.Config) (*vault.C
 	}
 	c, err := vault.New(ctx, vaultConfig(cfg.Vault), s.getenv, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
+		return nil, err // its errors start with "vault: " already
 	}
 	v.client, v.cfg = c, cfg.Vault
 	return c, nil

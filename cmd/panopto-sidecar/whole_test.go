@@ -170,11 +170,15 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := run(t.Context(), []string{"check", "-config", good}, func(string) string { return "" }, &out, io.Discard); err != nil {
+	// What serve needs from the environment is checked too.
+	creds := func(k string) string {
+		return map[string]string{"PANOPTO_CLIENT_ID": testClientID, "PANOPTO_CLIENT_SECRET": testClientSecret}[k]
+	}
+	if err := run(t.Context(), []string{"check", "-config", good}, creds, &out, io.Discard); err != nil {
 		t.Fatalf("check good: %v\n%s", err, out.String())
 	}
 	// The shipped config.yaml is valid.
-	if err := run(t.Context(), []string{"check", "-config", "../../config.yaml"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"check", "-config", "../../config.yaml"}, creds, &out, io.Discard); err != nil {
 		t.Fatalf("shipped config.yaml: %v\n%s", err, out.String())
 	}
 }

@@ -2,11 +2,15 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +30,9 @@ const (
 // it reports names the file.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, notFoundError{path: path, err: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -44,6 +51,19 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// notFoundError is a config file that does not exist; it matches
+// fs.ErrNotExist.
+type notFoundError struct {
+	path string
+	err  error
+}
+
+func (e notFoundError) Error() string {
+	return fmt.Sprintf("config file %s not found (name another with -config or $PANOPTO_SIDECAR_CONFIG)", e.path)
+}
+
+func (e notFoundError) Unwrap() error { return e.err }
 
 // Parse decodes config.yaml, fills the defaults and validates the result.
 // getenv supplies $VAULT_ADDR and $VAULT_NAMESPACE (nil means an empty
@@ -97,10 +117,24 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	// adds no noise and reports every problem in one go.
 	c.fill(getenv)
 	errs := append(d.errs(), c.validate(d.lines)...)
+	sortByLine(errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &c, nil
+}
+
+// sortByLine orders problems as they appear in the file; those about keys
+// absent from it (line 0) come last, in the order found.
+func sortByLine(errs []error) {
+	line := func(e error) int {
+		var p *Problem
+		if errors.As(e, &p) && p.Line > 0 {
+			return p.Line
+		}
+		return math.MaxInt
+	}
+	slices.SortStableFunc(errs, func(a, b error) int { return cmp.Compare(line(a), line(b)) })
 }
 
 // defaults returns a Config holding every default that is not a string;
@@ -148,7 +182,9 @@ func (c *Config) fill(getenv func(string) string) {
 		if c.TLS.Mode != "none" {
 			scheme = "https"
 		}
-		if _, p, err := net.SplitHostPort(c.Listen); err == nil && p != "" && p != "0" {
+		// An invalid listen port is reported at listen; deriving from it
+		// would add a public_url problem the operator never wrote.
+		if _, p, err := net.SplitHostPort(c.Listen); err == nil && p != "0" && validPort(p, 1) {
 			port = p
 		}
 		c.PublicURL = scheme + "://localhost:" + port
