@@ -3,12 +3,9 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -18,51 +15,6 @@ import (
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
-
-// TransportOptions size the connection pool to the upstream.
-type TransportOptions struct {
-	RootCAs         *x509.CertPool // nil: system roots
-	DialTimeout     time.Duration
-	ResponseHeaders time.Duration // time to the upstream's response headers
-	MaxIdlePerHost  int
-}
-
-// NewTransport returns the transport to the upstream: HTTP/1.1 over TCP or
-// TLS >= 1.2, a keep-alive pool sized for a busy OnTrack, and timeouts on
-// every phase that does not carry a body. Requests are sent on the
-// caller's goroutine (see h1Transport); upgrades go through net/http's
-// Transport.
-func NewTransport(o TransportOptions) http.RoundTripper {
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = 10 * time.Second
-	}
-	if o.ResponseHeaders <= 0 {
-		o.ResponseHeaders = 60 * time.Second
-	}
-	if o.MaxIdlePerHost <= 0 {
-		o.MaxIdlePerHost = 256
-	}
-	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs}
-	return &h1Transport{
-		dialer:          d,
-		tlsConfig:       tlsConfig,
-		tlsTimeout:      10 * time.Second,
-		responseHeaders: o.ResponseHeaders,
-		idleTimeout:     90 * time.Second,
-		maxIdlePerHost:  o.MaxIdlePerHost,
-		fallback: &http.Transport{
-			Proxy:                 nil, // never through an environment proxy: only the upstream is contacted
-			DialContext:           d.DialContext,
-			TLSClientConfig:       tlsConfig,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: o.ResponseHeaders,
-			ExpectContinueTimeout: time.Second,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   4,
-		},
-	}
-}
 
 // reqInfo travels with a proxied request from ServeHTTP to the Rewrite hook
 // and the transport.
