@@ -20,12 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Route is one prefix of the upstream's path space that is forwarded.
-type Route struct {
-	Prefix string
-	Inject bool // replace the inbound Authorization with the current bearer
-}
-
 // Options is the part of the proxy's behaviour that a config reload can
 // change. Handler holds it as an immutable snapshot.
 type Options struct {
