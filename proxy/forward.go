@@ -97,10 +97,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 	routeLabel = route.Prefix
 	info := &reqInfo{opts: o, route: route}
 	if route.Inject {
-		account := ""
-		if o.AccountsMode != "off" && o.AccountsMode != "" {
-			account = r.Header.Get(o.AccountsHeader)
-		}
+		account := o.account(r)
 		m, err := f.h.deps.Accounts.Manager(r.Context(), account)
 		if err != nil {
 			notConnected(rw, o, account)

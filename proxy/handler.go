@@ -27,7 +27,7 @@ type Options struct {
 	PublicURL           string   // scheme://host[:port] the browser and OnTrack use
 	Routes              []Route  // first matching prefix wins
 	Endpoint            oauth.Endpoint
-	AccountsMode        string // off | idp | login
+	AccountsMode        AccountsMode
 	AccountsHeader      string // always stripped before forwarding
 	RewriteUploadTarget bool
 	RetryBodyLimit      int64 // request bodies up to this size are kept to retry after a 401
@@ -40,6 +40,32 @@ type Options struct {
 	// UploadPartSize and UploadConcurrency shape POST /-/uploads (0: defaults).
 	UploadPartSize    int64
 	UploadConcurrency int
+}
+
+// AccountsMode says whose Panopto token a request is sent with.
+type AccountsMode string
+
+const (
+	// AccountsOff sends every request with the one default grant; the
+	// accounts header is ignored (and still stripped). "" means the same.
+	AccountsOff AccountsMode = "off"
+	// AccountsIdP sends a request with the grant of the account named in
+	// the accounts header, which the sidecar obtains by itself through the
+	// identity provider's password grant.
+	AccountsIdP AccountsMode = "idp"
+	// AccountsLogin sends a request with the grant of the account named in
+	// the accounts header, which that account's own browser login
+	// connected (GET /-/login?account=…).
+	AccountsLogin AccountsMode = "login"
+)
+
+// account names the account a request is for: the accounts header's value
+// when tokens are per account, "" (the default grant) otherwise.
+func (o *Options) account(r *http.Request) string {
+	if o.AccountsMode == AccountsOff || o.AccountsMode == "" {
+		return ""
+	}
+	return r.Header.Get(o.AccountsHeader)
 }
 
 // Accounts hands out the token manager for an account ("" is the default
@@ -252,7 +278,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		return
 	}
 	account := r.URL.Query().Get("account")
-	if account != "" && o.AccountsMode != "login" {
+	if account != "" && o.AccountsMode != AccountsLogin {
 		page(w, http.StatusBadRequest, "Cannot connect an account", "Per-account logins need accounts.mode: login in config.yaml.")
 		return
 	}
@@ -277,7 +303,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 	if e := q.Get("error"); e != "" {
 		// Consume the state so it cannot be used afterwards.
 		h.deps.Flow.Complete(state, "", false)
-		h.log.Warn("login: Panopto answered with an error", "error", sanitize(e))
+		h.log.Warn("login: Panopto answered with an error", "err", sanitize(e))
 		msg := "Panopto did not grant access"
 		if e == "access_denied" {
 			msg = "Access was denied in Panopto. Nothing was changed."
