@@ -1,80 +1,40 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
 
-// TransportOptions size the connection pool to the upstream.
-type TransportOptions struct {
-	RootCAs         *x509.CertPool // nil: system roots
-	DialTimeout     time.Duration
-	ResponseHeaders time.Duration // time to the upstream's response headers
-	MaxIdlePerHost  int
-}
-
-// NewTransport returns the transport to the upstream: HTTP/1.1 over TCP or
-// TLS >= 1.2, a keep-alive pool sized for a busy OnTrack, and timeouts on
-// every phase that does not carry a body. Requests are sent on the
-// caller's goroutine (see h1Transport); upgrades go through net/http's
-// Transport.
-func NewTransport(o TransportOptions) http.RoundTripper {
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = 10 * time.Second
-	}
-	if o.ResponseHeaders <= 0 {
-		o.ResponseHeaders = 60 * time.Second
-	}
-	if o.MaxIdlePerHost <= 0 {
-		o.MaxIdlePerHost = 256
-	}
-	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs}
-	return &h1Transport{
-		dialer:          d,
-		tlsConfig:       tlsConfig,
-		tlsTimeout:      10 * time.Second,
-		responseHeaders: o.ResponseHeaders,
-		idleTimeout:     90 * time.Second,
-		maxIdlePerHost:  o.MaxIdlePerHost,
-		fallback: &http.Transport{
-			Proxy:                 nil, // never through an environment proxy: only the upstream is contacted
-			DialContext:           d.DialContext,
-			TLSClientConfig:       tlsConfig,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: o.ResponseHeaders,
-			ExpectContinueTimeout: time.Second,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   4,
-		},
-	}
-}
-
-// reqInfo travels with a proxied request from ServeHTTP to the Rewrite hook
-// and the transport.
+// reqInfo travels with a proxied request from serve to the Rewrite and
+// ModifyResponse hooks and the retrying transport, in the request's
+// context (see withInfo, infoFrom).
 type reqInfo struct {
 	opts    *Options
 	route   *Route
-	grant   *oauth.Grant
-	manager *oauth.Manager
-	retried bool
+	grant   *oauth.Grant   // nil unless route.Inject
+	manager *oauth.Manager // nil unless route.Inject
 }
 
-type ctxKey struct{}
+type infoKey struct{}
+
+// withInfo returns ctx carrying info for the hooks further down.
+func withInfo(ctx context.Context, info *reqInfo) context.Context {
+	return context.WithValue(ctx, infoKey{}, info)
+}
+
+// infoFrom returns the reqInfo that serve attached; false for a request
+// that did not come through serve.
+func infoFrom(ctx context.Context) (*reqInfo, bool) {
+	info, ok := ctx.Value(infoKey{}).(*reqInfo)
+	return info, ok && info != nil
+}
 
 type forwarder struct {
 	h  *Handler
@@ -99,37 +59,6 @@ func (f *forwarder) bearer(g *oauth.Grant) []string {
 	return b.v
 }
 
-// bufferPool recycles the buffers ReverseProxy copies bodies with.
-// A channel free list (unlike sync.Pool with a []byte) costs no allocation
-// per Put.
-type bufferPool struct{ free chan []byte }
-
-func (b *bufferPool) Get() []byte {
-	select {
-	case buf := <-b.free:
-		return buf
-	default:
-		return make([]byte, copyBufSize)
-	}
-}
-
-func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) < copyBufSize {
-		return
-	}
-	select {
-	case b.free <- buf[:copyBufSize]:
-	default: // enough spares; let it go
-	}
-}
-
-// copyBufSize is the chunk bodies are copied in: large enough that a 2 GiB
-// stream costs few system calls, small enough that hundreds of concurrent
-// streams stay within a few tens of MiB.
-const copyBufSize = 64 << 10
-
-var copyBuffers = &bufferPool{free: make(chan []byte, 128)}
-
 func newForwarder(h *Handler) *forwarder {
 	f := &forwarder{h: h}
 	f.rp = &httputil.ReverseProxy{
@@ -143,64 +72,6 @@ func newForwarder(h *Handler) *forwarder {
 		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
 	}
 	return f
-}
-
-// matchRoute returns the first route whose prefix starts path.
-func matchRoute(routes []Route, path string) *Route {
-	for i := range routes {
-		if strings.HasPrefix(path, routes[i].Prefix) {
-			return &routes[i]
-		}
-	}
-	return nil
-}
-
-// cleanPath reports whether a request path is safe to forward: absolute, no
-// dot segments, no empty segments, no backslash, NUL or line break, and no
-// encoded dot, slash or backslash that an upstream might decode into a path
-// outside the route, even if it decodes the path once or twice more.
-func cleanPath(decoded, raw string) bool {
-	if !safeSegments(decoded) {
-		return false
-	}
-	if strings.IndexByte(raw, '%') < 0 {
-		return true
-	}
-	lower := strings.ToLower(raw)
-	for _, bad := range []string{"%2e", "%2f", "%5c", "%00"} {
-		if strings.Contains(lower, bad) {
-			return false
-		}
-	}
-	// A literal "%" may stay (S3 keys hold one), but what further decoding
-	// makes of the path must be as safe as the path itself.
-	cur := decoded
-	for range 3 {
-		if strings.IndexByte(cur, '%') < 0 {
-			break
-		}
-		next, err := url.PathUnescape(cur)
-		if err != nil || next == cur {
-			break
-		}
-		if !safeSegments(next) || strings.Count(next, "/") != strings.Count(cur, "/") {
-			return false
-		}
-		cur = next
-	}
-	return true
-}
-
-func safeSegments(p string) bool {
-	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00\r\n") || strings.Contains(p, "//") {
-		return false
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
@@ -226,10 +97,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 	routeLabel = route.Prefix
 	info := &reqInfo{opts: o, route: route}
 	if route.Inject {
-		account := ""
-		if o.AccountsMode != "off" && o.AccountsMode != "" {
-			account = r.Header.Get(o.AccountsHeader)
-		}
+		account := o.account(r)
 		m, err := f.h.deps.Accounts.Manager(r.Context(), account)
 		if err != nil {
 			notConnected(rw, o, account)
@@ -251,7 +119,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 		// server drops the unread body once the response starts.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	f.rp.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+	f.rp.ServeHTTP(rw, r.WithContext(withInfo(r.Context(), info)))
 }
 
 func notConnected(w http.ResponseWriter, o *Options, account string) {
@@ -263,7 +131,14 @@ func notConnected(w http.ResponseWriter, o *Options, account string) {
 }
 
 func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
-	info := pr.In.Context().Value(ctxKey{}).(*reqInfo)
+	info, ok := infoFrom(pr.In.Context())
+	if !ok {
+		// Only serve hands requests to the reverse proxy, each with its
+		// info. Without one there is no route and no upstream: the
+		// outbound URL stays without scheme and host, the transport
+		// refuses it, and the client gets 502. Nothing is forwarded.
+		return
+	}
 	o := info.opts
 	pr.SetURL(o.Upstream)
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
@@ -286,11 +161,11 @@ func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
 }
 
 func (f *forwarder) modifyResponse(resp *http.Response) error {
-	info, _ := resp.Request.Context().Value(ctxKey{}).(*reqInfo)
+	info, ok := infoFrom(resp.Request.Context())
 	if resp.StatusCode == http.StatusTooManyRequests {
 		f.h.deps.Metrics.throttled.Inc()
 	}
-	if info != nil && info.opts.RewriteUploadTarget && isSessionUpload(resp.Request) {
+	if ok && info.opts.RewriteUploadTarget && isSessionUpload(resp.Request) {
 		rewriteResponseBody(resp, info.opts)
 	}
 	return nil
@@ -313,162 +188,4 @@ func (f *forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err err
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
-}
-
-// retryTransport sends the request and, when the upstream refuses the bearer
-// we injected (401, or 403 on PublicAPI as Panopto's own sample assumes),
-// forces a refresh and retries once, if the body can be replayed.
-type retryTransport struct {
-	base http.RoundTripper
-	h    *Handler
-}
-
-func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	info, _ := req.Context().Value(ctxKey{}).(*reqInfo)
-	if info == nil || !info.route.Inject {
-		return t.base.RoundTrip(req)
-	}
-	body, replay := t.prepareReplay(req, info.opts.RetryBodyLimit)
-	resp, err := t.base.RoundTrip(req)
-	if err != nil || !refusesBearer(resp.StatusCode, info.route) {
-		return resp, err
-	}
-	if !replay {
-		t.h.deps.Metrics.unretryable.Inc()
-		// The answer passes through, but the next requests should not meet
-		// the same refused token: replace it in the background.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), time.Minute)
-			defer cancel()
-			_, _ = info.manager.ForceRefresh(ctx, info.grant)
-		}()
-		return resp, nil
-	}
-	ng, ferr := info.manager.ForceRefresh(req.Context(), info.grant)
-	if ferr != nil {
-		t.h.deps.Metrics.retries.WithLabelValues("refresh_failed").Inc()
-		t.h.log.Warn("upstream refused the bearer and no new token could be obtained", "status", resp.StatusCode, "err", ferr)
-		return resp, nil
-	}
-	drain(resp.Body)
-	retry := req.Clone(req.Context())
-	retry.Header.Set("Authorization", "Bearer "+ng.AccessToken.Reveal())
-	if body != nil {
-		retry.Body = io.NopCloser(bytes.NewReader(body))
-		retry.ContentLength = int64(len(body))
-	}
-	resp2, err := t.base.RoundTrip(retry)
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
-	} else if refusesBearer(resp2.StatusCode, info.route) {
-		outcome = "refused_again"
-	}
-	t.h.deps.Metrics.retries.WithLabelValues(outcome).Inc()
-	return resp2, err
-}
-
-func refusesBearer(code int, r *Route) bool {
-	return code == http.StatusUnauthorized || (code == http.StatusForbidden && strings.Contains(r.Prefix, "/PublicAPI/"))
-}
-
-// prepareReplay keeps the request body in memory when it is small enough
-// to send twice. It returns the bytes (nil for no body) and whether a retry
-// is possible.
-func (t *retryTransport) prepareReplay(req *http.Request, limit int64) ([]byte, bool) {
-	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
-		return nil, true
-	}
-	if limit <= 0 || req.ContentLength > limit {
-		return nil, false
-	}
-	buf := make([]byte, 0, min(max(req.ContentLength, 512), limit+1))
-	b := bytes.NewBuffer(buf)
-	n, err := io.CopyN(b, req.Body, limit+1)
-	if err != nil && err != io.EOF {
-		// The client's body failed: send what we have and let the error
-		// surface through the transport.
-		req.Body = readCloser{io.MultiReader(bytes.NewReader(b.Bytes()), req.Body), req.Body}
-		return nil, false
-	}
-	if n > limit {
-		req.Body = readCloser{io.MultiReader(bytes.NewReader(b.Bytes()), req.Body), req.Body}
-		return nil, false
-	}
-	req.Body.Close()
-	data := b.Bytes()
-	req.Body = io.NopCloser(bytes.NewReader(data))
-	req.ContentLength = int64(len(data))
-	req.Header.Del("Transfer-Encoding")
-	req.TransferEncoding = nil
-	return data, true
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
-func drain(rc io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, rc, 64<<10)
-	rc.Close()
-}
-
-// recorder captures the status and byte count for the request log and keeps
-// http.Flusher and friends reachable through Unwrap.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	n      int64
-}
-
-func (r *recorder) WriteHeader(code int) {
-	// A 1xx (100 Continue, 103 Early Hints) precedes the real answer; only
-	// 101 Switching Protocols is final.
-	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(p)
-	r.n += int64(n)
-	return n, err
-}
-
-func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	buf := copyBuffers.Get()
-	defer copyBuffers.Put(buf)
-	n, err := io.CopyBuffer(writerOnly{r.ResponseWriter}, src, buf)
-	r.n += n
-	return n, err
-}
-
-type writerOnly struct{ io.Writer }
-
-func (r *recorder) Flush() {
-	if f, ok := r.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func (r *recorder) code() int {
-	if r.status == 0 {
-		return http.StatusOK
-	}
-	return r.status
-}
-
-func (m *Metrics) observe(route string, code int, d time.Duration) {
-	m.child(route, code).Inc()
-	m.histogram(route).Observe(d.Seconds())
 }

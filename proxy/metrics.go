@@ -102,3 +102,10 @@ func (m *Metrics) TokenExpiry(t time.Time) {
 	}
 	m.expiry.Set(float64(t.UnixNano()) / 1e9)
 }
+
+// observe counts one answered request by route and status, and its
+// duration by route.
+func (m *Metrics) observe(route string, code int, d time.Duration) {
+	m.child(route, code).Inc()
+	m.histogram(route).Observe(d.Seconds())
+}

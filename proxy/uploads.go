@@ -71,10 +71,7 @@ func (h *Handler) uploads(w http.ResponseWriter, r *http.Request, o *Options) {
 		return
 	}
 
-	account := ""
-	if o.AccountsMode != "off" && o.AccountsMode != "" {
-		account = r.Header.Get(o.AccountsHeader)
-	}
+	account := o.account(r)
 	m, err := h.deps.Accounts.Manager(r.Context(), account)
 	if err != nil {
 		notConnected(rw, o, account)

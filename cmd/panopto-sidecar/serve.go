@@ -208,7 +208,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		PublicURL:           cfg.PublicURL,
 		Routes:              routes,
 		Endpoint:            endpointFrom(cfg),
-		AccountsMode:        cfg.Accounts.Mode,
+		AccountsMode:        proxy.AccountsMode(cfg.Accounts.Mode),
 		AccountsHeader:      cfg.Accounts.Header,
 		RewriteUploadTarget: cfg.RewriteUploadTarget,
 		RetryBodyLimit:      cfg.RetryBodyLimit.Int64(),

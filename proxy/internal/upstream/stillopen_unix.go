@@ -1,13 +1,13 @@
 //go:build unix
 
-package proxy
+package upstream
 
 import "syscall"
 
 // stillOpen reports whether an idle connection can carry a request that
 // cannot be sent twice: the upstream has not closed it and sent nothing
 // unasked. It peeks at the socket without blocking (one system call).
-func (pc *upstreamConn) stillOpen() bool {
+func (pc *conn) stillOpen() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
