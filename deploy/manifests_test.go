@@ -689,12 +689,23 @@ func TestConfigMapPassesCheck(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// In the pod the projected service-account token sits at jwt_file;
+	// here a stand-in file takes its place, and -offline skips Vault itself.
+	const podJWT = "/var/run/secrets/vault/token"
+	if !strings.Contains(text, podJWT) {
+		t.Fatalf("the ConfigMap no longer reads the projected token from %s", podJWT)
+	}
+	jwt := filepath.Join(dir, "vault-token")
+	if err := os.WriteFile(jwt, []byte("eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text = strings.ReplaceAll(text, podJWT, jwt)
 	check := func(cfg string) (string, error) {
 		p := filepath.Join(dir, "config.yaml")
 		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "check", "-config", p)
+		cmd := exec.Command(bin, "check", "-offline", "-config", p)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no VAULT_ADDR etc. from the caller
 		out, err := cmd.CombinedOutput()
 		return string(out), err
