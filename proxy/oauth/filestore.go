@@ -74,7 +74,7 @@ func (s *FileStore) read(name string) (Record, int64, error) {
 		if err == nil {
 			err = errors.New("missing version")
 		}
-		return Record{}, 0, fmt.Errorf("%w: %s: %v (move the file aside and log in again)", ErrCorrupt, name, err)
+		return Record{}, 0, fmt.Errorf("%w: %s: %w (move the file aside and log in again)", ErrCorrupt, name, err)
 	}
 	return fr.record(), fr.Version, nil
 }
