@@ -176,7 +176,7 @@ func (s *sidecar) apply(ctx context.Context, cur, next *config.Config) error {
 			old.close()
 		}
 	}
-	s.accounts.setEndpoint(endpointFrom(next))
+	s.accounts.Update(poolSettings(next))
 	s.handler.Update(s.proxyOptions(next))
 	s.level.Set(parseLevel(next.Log.Level))
 	return nil

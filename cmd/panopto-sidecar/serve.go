@@ -40,7 +40,7 @@ type sidecar struct {
 	store     oauth.Store
 	creds     atomic.Pointer[credentialsHolder]
 	tokenHTTP *http.Client
-	accounts  *accountPool
+	accounts  *oauth.Pool
 	holder    string
 	extras    *extras
 }
@@ -74,7 +74,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	s.accounts.start(ctx)
+	s.accounts.Start(ctx)
 	go s.watch(ctx)
 
 	errc := make(chan error, 1)
@@ -92,7 +92,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 			log.Warn("listening beyond loopback WITHOUT inbound authentication (inbound.allow_unauthenticated): anyone who can reach this address can call Panopto as the connected user", "addr", ln.Addr().String())
 		}
 	}
-	if ok, _ := s.accounts.defaultManager().Ready(); !ok && !opts.loginItself {
+	if ok, _ := s.accounts.Default().Ready(); !ok && !opts.loginItself {
 		log.Warn("not connected to Panopto yet: open the login URL in a browser", "login_url", cfg.LoginURL())
 	}
 
@@ -150,7 +150,11 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	s.flow = oauth.NewLoginFlow(10*time.Minute, nil)
-	s.accounts = newAccountPool(s, cfg)
+	po, err := s.poolOptions(cfg)
+	if err != nil {
+		return err
+	}
+	s.accounts = oauth.NewPool(po)
 	s.handler = proxy.New(proxy.Deps{
 		Accounts:    s.accounts,
 		Credentials: func() oauth.CredentialSource { return s.creds.Load().src },
@@ -315,7 +319,7 @@ func (s *sidecar) statusExtras() map[string]any {
 		},
 		"token_store": map[string]any{"type": cfg.TokenStore.Type},
 		"replica":     s.holder,
-		"accounts":    s.accounts.status(),
+		"accounts":    s.accounts.Status(),
 		"version":     currentVersion().Version,
 	}
 	cs := map[string]any{"source": cfg.Credentials.Source}

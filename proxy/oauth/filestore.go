@@ -11,15 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
 // FileStore keeps each record in its own JSON file, mode 0600, written
 // atomically (temp file, fsync, rename, fsync of the directory). Writes take
-// an exclusive flock on a lock file beside it, so several processes sharing
-// the file compare-and-swap safely. A file that does not decode is reported
-// as ErrCorrupt and never overwritten.
+// an exclusive lock (flock; LockFileEx on Windows) on a lock file beside it,
+// so several processes sharing the file compare-and-swap safely. A file
+// that does not decode is reported as ErrCorrupt and never overwritten.
 type FileStore struct {
 	path string // the default record; accounts live beside it
 }
@@ -75,7 +74,7 @@ func (s *FileStore) read(name string) (Record, int64, error) {
 		if err == nil {
 			err = errors.New("missing version")
 		}
-		return Record{}, 0, fmt.Errorf("%w: %s: %v (move the file aside and log in again)", ErrCorrupt, name, err)
+		return Record{}, 0, fmt.Errorf("%w: %s: %w (move the file aside and log in again)", ErrCorrupt, name, err)
 	}
 	return fr.record(), fr.Version, nil
 }
@@ -150,17 +149,20 @@ func (s *FileStore) CompareAndSwap(ctx context.Context, key string, version int6
 	return next, nil
 }
 
+// lockFile takes an exclusive lock on name (created if missing) and
+// returns the function that releases it. The lock is per open file, so it
+// also excludes other goroutines of this process.
 func lockFile(name string) (func(), error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("token store: open lock %s: %w", name, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := lock(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("token store: lock %s: %w", name, err)
 	}
 	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = unlock(f)
 		f.Close()
 	}, nil
 }

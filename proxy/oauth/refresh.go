@@ -1,0 +1,327 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// refreshShared runs one refresh for all callers (single flight). The shared
+// work runs on its own context: a caller giving up does not cancel it.
+func (m *Manager) refreshShared(ctx context.Context, refused *Grant) error {
+	ch := m.sf.DoChan("refresh", func() (any, error) {
+		timeout := 2*m.endpoint.Load().Timeout + 10*time.Second
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		err := m.refresh(rctx, refused)
+		m.noteResult(err)
+		return nil, err
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// refresh is the cross-replica refresh protocol:
+//  1. re-read the store; adopt a grant another replica already refreshed;
+//  2. wait while another replica holds an unexpired lease;
+//  3. take the lease with compare-and-swap;
+//  4. call the token endpoint with the stored refresh token;
+//  5. compare-and-swap the new grant (rotated refresh token) into the store;
+//  6. only then serve the new access token.
+func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
+	for attempt := 0; ; attempt++ {
+		if attempt > 50 {
+			return errors.New("token store: too many concurrent changes")
+		}
+		cur := m.state.Load()
+		if p := m.pending.Load(); p != nil {
+			return m.persist(ctx, p.grant, p.version, "persisted")
+		}
+		rec, ver, err := m.store.Load(ctx, m.key)
+		if err != nil {
+			m.count("store_error")
+			return fmt.Errorf("token store: read before refreshing: %w", err)
+		}
+		now := m.now()
+		g := rec.Grant
+		if g == nil {
+			if m.password != nil {
+				return m.passwordLogin(ctx, rec, ver)
+			}
+			m.adopt(rec, ver)
+			return ErrNotConnected
+		}
+		// Nothing to do if the stored grant is not due (another replica or a
+		// new login stored it, or another caller here already adopted it):
+		// adopt it. Due is judged with this grant's share of jitter, so the
+		// background loop, waking at exactly that point, does refresh. After
+		// a refusal, any stored token other than the refused one will do.
+		differs := cur.grant == nil || g.AccessToken != cur.grant.AccessToken
+		notDue := usable(g, now) && now.Before(g.Expiry.Add(-m.refreshBefore(g)-cur.jitter))
+		if (refused != nil && g.AccessToken != refused.AccessToken && usable(g, now)) ||
+			(refused == nil && notDue) {
+			if differs {
+				m.adopt(rec, ver)
+				if cur.grant != nil {
+					m.count("adopted")
+					m.log.Info("adopted a token refreshed elsewhere", "expires_at", g.Expiry, "account", m.key)
+				}
+			}
+			return nil
+		}
+		if l := rec.Lease; l != nil && l.Holder != m.holder && now.Before(l.Until) {
+			if err := m.waitLease(ctx, l.Until); err != nil {
+				return err
+			}
+			continue
+		}
+		if g.RefreshToken.IsZero() {
+			if m.password != nil {
+				return m.passwordLogin(ctx, rec, ver)
+			}
+			m.adopt(rec, ver)
+			return fmt.Errorf("%w: the grant has no refresh token (is offline_access in oauth.scopes?)", ErrNotConnected)
+		}
+		ep := m.endpoint.Load()
+		lease := &Lease{Holder: m.holder, Until: now.Add(ep.Timeout + 10*time.Second)}
+		leased, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Grant: g, Lease: lease})
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			m.count("store_error")
+			return fmt.Errorf("token store: take refresh lease: %w", err)
+		}
+		ng, err := m.callRefresh(ctx, ep, g)
+		if err != nil {
+			return m.refreshFailed(ctx, err, rec, leased)
+		}
+		if ng.RefreshToken.IsZero() {
+			ng.RefreshToken = g.RefreshToken // not rotated: keep the one we have
+		}
+		if ng.Scope == "" {
+			ng.Scope = g.Scope
+		}
+		return m.persist(ctx, ng, leased, "refreshed")
+	}
+}
+
+// callRefresh presents the refresh token, once more with re-read client
+// credentials if Panopto answers invalid_client.
+func (m *Manager) callRefresh(ctx context.Context, ep *Endpoint, g *Grant) (*Grant, error) {
+	creds, err := m.credentials(ctx)
+	if err != nil {
+		return nil, &EndpointError{Op: "refresh", Transient: true, Err: err}
+	}
+	ng, err := m.calls.do(ctx, "refresh", ep, func(ctx context.Context) (*oauth2.Token, error) {
+		return ep.oauth2Config(creds).TokenSource(ctx, &oauth2.Token{RefreshToken: g.RefreshToken.Reveal()}).Token()
+	})
+	if errors.Is(err, ErrInvalidClient) {
+		// The client secret may have been rotated: re-read it and try once
+		// more. The refresh token was refused before use, so presenting it
+		// again is safe.
+		if rr, ok := m.credentialSource().(Rereader); ok {
+			if rerr := rr.Reread(ctx); rerr == nil {
+				if creds2, cerr := m.credentials(ctx); cerr == nil && (creds2.Version != creds.Version || creds2.Secret != creds.Secret || creds2.ID != creds.ID) {
+					m.log.Info("client credentials changed; retrying the refresh", "version", creds2.Version)
+					return m.calls.do(ctx, "refresh", ep, func(ctx context.Context) (*oauth2.Token, error) {
+						return ep.oauth2Config(creds2).TokenSource(ctx, &oauth2.Token{RefreshToken: g.RefreshToken.Reveal()}).Token()
+					})
+				}
+			}
+		}
+	}
+	return ng, err
+}
+
+// refreshFailed handles a failed token call made under our lease.
+func (m *Manager) refreshFailed(ctx context.Context, err error, rec Record, leased int64) error {
+	switch {
+	case errors.Is(err, ErrInvalidGrant):
+		m.count("invalid_grant")
+		if m.password != nil {
+			m.log.Warn("refresh token refused; logging in again with the password grant")
+			return m.passwordLogin(ctx, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder}}, leased)
+		}
+		ver, werr := m.store.CompareAndSwap(ctx, m.key, leased, Record{Dropped: "invalid_grant"})
+		if werr != nil {
+			m.log.Warn("token store: could not record the dead grant", "err", werr)
+			ver = leased
+		}
+		m.setState(&state{version: ver, dropped: "invalid_grant"})
+		m.log.Error("Panopto refused the refresh token: login required", "login_url", m.endpoint.Load().LoginURL, "account", m.key)
+		return err
+	case errors.Is(err, ErrInvalidClient):
+		m.count("invalid_client")
+	default:
+		m.count("transient")
+	}
+	// Release the lease so another replica (or our next attempt) may try.
+	if _, rerr := m.store.CompareAndSwap(ctx, m.key, leased, Record{Grant: rec.Grant}); rerr != nil {
+		m.log.Debug("token store: release lease", "err", rerr)
+	}
+	return err
+}
+
+// persist stores a new grant over the version we hold the lease on, then
+// serves it. On a conflict (our lease expired and someone wrote meanwhile)
+// the store's record wins if it holds a usable grant.
+func (m *Manager) persist(ctx context.Context, g *Grant, version int64, how string) error {
+	rec := Record{Grant: g}
+	ver, err := m.store.CompareAndSwap(ctx, m.key, version, rec)
+	if errors.Is(err, ErrConflict) {
+		srec, sver, lerr := m.store.Load(ctx, m.key)
+		if lerr == nil && srec.Grant != nil && usable(srec.Grant, m.now()) {
+			m.log.Warn("token store changed while refreshing; adopting the stored grant")
+			m.adopt(srec, sver)
+			m.count("adopted")
+			return nil
+		}
+		if lerr == nil {
+			ver, err = m.store.CompareAndSwap(ctx, m.key, sver, rec)
+		}
+	}
+	if err != nil {
+		m.count("store_error")
+		return m.keepUnpersisted(g, version, err)
+	}
+	m.pending.Store(nil)
+	m.mu.Lock()
+	m.refreshN++
+	m.mu.Unlock()
+	m.setState(&state{grant: g, version: ver, jitter: m.pickJitter(g)})
+	m.count("ok")
+	m.log.Info("token "+how, "expires_at", g.Expiry, "account", m.key)
+	return nil
+}
+
+// keepUnpersisted holds a refreshed grant the store refused: its new
+// refresh token exists only in memory now. The background loop keeps trying
+// to persist it. The old access token is served while it lasts (and the
+// failure returned); once it has expired the new one is served anyway
+// (logged), since the store being down must not stop OnTrack.
+func (m *Manager) keepUnpersisted(g *Grant, version int64, err error) error {
+	p := &state{grant: g, version: version, jitter: m.pickJitter(g)}
+	m.pending.Store(p)
+	if usable(m.state.Load().grant, m.now()) {
+		return fmt.Errorf("token store: persist the refreshed grant (kept in memory, retrying): %w", err)
+	}
+	m.log.Error("token store: could not persist the refreshed grant; serving it anyway, as the old one has expired, and retrying",
+		"err", err, "account", m.key)
+	m.setState(p)
+	return nil
+}
+
+// waitLease polls the store while another replica refreshes, until its lease
+// ends, it writes its result, or ctx ends.
+func (m *Manager) waitLease(ctx context.Context, until time.Time) error {
+	d := 200 * time.Millisecond
+	if left := until.Sub(m.now()); left < d {
+		d = max(left, 10*time.Millisecond)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// passwordLogin obtains a grant with the password grant (no browser) and
+// stores it over version.
+func (m *Manager) passwordLogin(ctx context.Context, rec Record, version int64) error {
+	creds, err := m.credentials(ctx)
+	if err != nil {
+		return &EndpointError{Op: "password", Transient: true, Err: err}
+	}
+	user, pass, err := m.password(ctx, creds)
+	if err != nil {
+		return fmt.Errorf("password grant: %w", err)
+	}
+	ep := m.endpoint.Load()
+	if rec.Lease == nil || rec.Lease.Holder != m.holder {
+		leased, err := m.store.CompareAndSwap(ctx, m.key, version, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder, Until: m.now().Add(ep.Timeout + 10*time.Second)}})
+		if err != nil {
+			if errors.Is(err, ErrConflict) {
+				return m.reload(ctx)
+			}
+			return fmt.Errorf("token store: take login lease: %w", err)
+		}
+		version = leased
+	}
+	g, err := m.calls.do(ctx, "password", ep, func(ctx context.Context) (*oauth2.Token, error) {
+		return ep.oauth2Config(creds).PasswordCredentialsToken(ctx, user, pass.Reveal())
+	})
+	if err != nil {
+		if errors.Is(err, ErrInvalidGrant) {
+			m.count("invalid_grant")
+			m.log.Error("Panopto refused the password grant; check the username and password", "account", m.key)
+		} else {
+			m.count("transient")
+		}
+		if _, rerr := m.store.CompareAndSwap(ctx, m.key, version, Record{Grant: rec.Grant}); rerr != nil {
+			m.log.Debug("token store: release lease", "err", rerr)
+		}
+		return err
+	}
+	return m.persist(ctx, g, version, "obtained with the password grant")
+}
+
+// reload re-reads the store and adopts what it holds.
+func (m *Manager) reload(ctx context.Context) error {
+	rec, ver, err := m.store.Load(ctx, m.key)
+	if err != nil {
+		return err
+	}
+	m.adopt(rec, ver)
+	return nil
+}
+
+// adopt takes a stored record as the held state, unless we hold something
+// newer that is not persisted yet.
+func (m *Manager) adopt(rec Record, ver int64) {
+	cur := m.state.Load()
+	if cur.version == ver && cur.grant != nil && rec.Grant != nil && cur.grant.AccessToken == rec.Grant.AccessToken {
+		return
+	}
+	if p := m.pending.Load(); p != nil {
+		if rec.Grant == nil || !rec.Grant.Expiry.After(p.grant.Expiry) {
+			return // we hold something newer that is not persisted yet
+		}
+		m.pending.Store(nil)
+	}
+	m.setState(&state{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped})
+}
+
+// credentials reads the current client credentials.
+func (m *Manager) credentials(ctx context.Context) (ClientCredentials, error) {
+	m.mu.Lock()
+	src := m.creds
+	m.mu.Unlock()
+	if src == nil {
+		return ClientCredentials{}, errors.New("credentials: no source configured")
+	}
+	return src.Credentials(ctx)
+}
+
+func (m *Manager) credentialSource() CredentialSource {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.creds
+}
+
+// count reports a refresh result to the Refresh hook.
+func (m *Manager) count(result string) {
+	if m.hooks.Refresh != nil {
+		m.hooks.Refresh(result)
+	}
+}
