@@ -112,7 +112,7 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 		PublicURL:      "http://127.0.0.1:9127",
 		Routes:         []proxy.Route{{Prefix: "/Panopto/api/", Inject: true}},
 		Endpoint:       ep,
-		AccountsMode:   "off",
+		AccountsMode:   oauth.AccountsOff,
 		AccountsHeader: "X-Panopto-User",
 		RetryBodyLimit: 1 << 20,
 	})

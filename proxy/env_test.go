@@ -215,7 +215,7 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 		PublicURL:           publicURL,
 		Routes:              cfg.routes,
 		Endpoint:            e.ep,
-		AccountsMode:        "off",
+		AccountsMode:        oauth.AccountsOff,
 		AccountsHeader:      "X-Panopto-User",
 		RewriteUploadTarget: cfg.rewrite,
 		RetryBodyLimit:      cfg.retry,

@@ -74,7 +74,7 @@ func FuzzRedirectQuery(f *testing.F) {
 		Flow:        flow,
 	}, Options{
 		Upstream: up, PublicURL: public, Routes: defaultRoutes(), Endpoint: ep,
-		AccountsMode: "off", AccountsHeader: "X-Panopto-User", RequireBrowserBinding: true,
+		AccountsMode: oauth.AccountsOff, AccountsHeader: "X-Panopto-User", RequireBrowserBinding: true,
 	})
 
 	f.Fuzz(func(t *testing.T, rawQuery, cookie string) {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -26,7 +25,7 @@ type Options struct {
 	PublicURL           string   // scheme://host[:port] the browser and OnTrack use
 	Routes              []Route  // first matching prefix wins
 	Endpoint            oauth.Endpoint
-	AccountsMode        AccountsMode
+	AccountsMode        oauth.AccountsMode
 	AccountsHeader      string // always stripped before forwarding
 	RewriteUploadTarget bool
 	RetryBodyLimit      int64 // request bodies up to this size are kept to retry after a 401
@@ -41,27 +40,10 @@ type Options struct {
 	UploadConcurrency int
 }
 
-// AccountsMode says whose Panopto token a request is sent with.
-type AccountsMode string
-
-const (
-	// AccountsOff sends every request with the one default grant; the
-	// accounts header is ignored (and still stripped). "" means the same.
-	AccountsOff AccountsMode = "off"
-	// AccountsIdP sends a request with the grant of the account named in
-	// the accounts header, which the sidecar obtains by itself through the
-	// identity provider's password grant.
-	AccountsIdP AccountsMode = "idp"
-	// AccountsLogin sends a request with the grant of the account named in
-	// the accounts header, which that account's own browser login
-	// connected (GET /-/login?account=…).
-	AccountsLogin AccountsMode = "login"
-)
-
 // account names the account a request is for: the accounts header's value
 // when tokens are per account, "" (the default grant) otherwise.
 func (o *Options) account(r *http.Request) string {
-	if o.AccountsMode == AccountsOff || o.AccountsMode == "" {
+	if o.AccountsMode == oauth.AccountsOff {
 		return ""
 	}
 	return r.Header.Get(o.AccountsHeader)
@@ -75,7 +57,7 @@ type Accounts interface {
 
 // ErrUnknownAccount is returned by Accounts for an account that has no grant
 // and cannot get one without a login.
-var ErrUnknownAccount = errors.New("unknown account")
+var ErrUnknownAccount = oauth.ErrUnknownAccount
 
 // Deps are the handler's long-lived collaborators.
 type Deps struct {

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
 
 // The browser-facing login: GET /-/login starts the authorization-code
@@ -30,7 +32,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		return
 	}
 	account := r.URL.Query().Get("account")
-	if account != "" && o.AccountsMode != AccountsLogin {
+	if account != "" && o.AccountsMode != oauth.AccountsLogin {
 		page(w, http.StatusBadRequest, "Cannot connect an account", "Per-account logins need accounts.mode: login in config.yaml.")
 		return
 	}

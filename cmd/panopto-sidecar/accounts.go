@@ -40,3 +40,11 @@ func poolSettings(cfg *config.Config) oauth.PoolSettings {
 		IdleEvict: cfg.Accounts.IdleEvict.D(),
 	}
 }
+
+// accountsMode is the config's accounts.mode; config validation has
+// refused any other value, so an unknown one cannot reach here.
+func accountsMode(cfg *config.Config) oauth.AccountsMode {
+	var mode oauth.AccountsMode
+	_ = mode.UnmarshalText([]byte(cfg.Accounts.Mode))
+	return mode
+}

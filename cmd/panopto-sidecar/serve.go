@@ -212,7 +212,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		PublicURL:           cfg.PublicURL,
 		Routes:              routes,
 		Endpoint:            endpointFrom(cfg),
-		AccountsMode:        proxy.AccountsMode(cfg.Accounts.Mode),
+		AccountsMode:        accountsMode(cfg),
 		AccountsHeader:      cfg.Accounts.Header,
 		RewriteUploadTarget: cfg.RewriteUploadTarget,
 		RetryBodyLimit:      cfg.RetryBodyLimit.Int64(),
