@@ -171,7 +171,7 @@ func (r *reloader) reload(ctx context.Context, apply applyFunc) {
 		return
 	}
 	cur := r.cfg.Load()
-	eff, restart := keepRestartOnly(cur, next)
+	eff, restart := config.KeepRestartOnly(cur, next)
 	if reflect.DeepEqual(cur, eff) {
 		r.lastErr.Store(nil)
 		r.reloads.WithLabelValues("unchanged").Inc()
@@ -193,32 +193,6 @@ func (r *reloader) reload(ctx context.Context, apply applyFunc) {
 	if len(restart) > 0 {
 		r.logger.Warn("some changed settings take effect only after a restart; they were not applied", "keys", strings.Join(restart, ", "))
 	}
-}
-
-// keepRestartOnly returns next with the settings that need a restart kept
-// as they are now, so nothing is half-applied, and the keys it kept back.
-func keepRestartOnly(cur, next *config.Config) (*config.Config, []string) {
-	eff := *next
-	var kept []string
-	keep := func(key string, changed bool, restore func()) {
-		if changed {
-			kept = append(kept, key)
-			restore()
-		}
-	}
-	keep("listen", eff.Listen != cur.Listen, func() { eff.Listen = cur.Listen })
-	keep("tls", !reflect.DeepEqual(eff.TLS, cur.TLS), func() { eff.TLS = cur.TLS })
-	keep("inbound.client_ca_file", eff.Inbound.ClientCAFile != cur.Inbound.ClientCAFile, func() { eff.Inbound.ClientCAFile = cur.Inbound.ClientCAFile })
-	keep("timeouts", !reflect.DeepEqual(eff.Timeouts, cur.Timeouts), func() { eff.Timeouts = cur.Timeouts })
-	keep("upstream_ca_file", eff.UpstreamCAFile != cur.UpstreamCAFile, func() { eff.UpstreamCAFile = cur.UpstreamCAFile })
-	keep("token_store", eff.TokenStore != cur.TokenStore, func() { eff.TokenStore = cur.TokenStore })
-	keep("accounts.mode", eff.Accounts.Mode != cur.Accounts.Mode, func() { eff.Accounts.Mode = cur.Accounts.Mode })
-	keep("log.format", eff.Log.Format != cur.Log.Format, func() { eff.Log.Format = cur.Log.Format })
-	if cur.TokenStore.Type == "vault" {
-		// The token store holds its Vault connection for the process's life.
-		keep("vault (used by the token store)", !reflect.DeepEqual(eff.Vault, cur.Vault), func() { eff.Vault = cur.Vault })
-	}
-	return &eff, kept
 }
 
 // apply makes next the live config: credentials first (they can fail), then
