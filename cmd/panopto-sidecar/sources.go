@@ -21,7 +21,7 @@ type credentialsHolder struct{ src oauth.CredentialSource }
 // vault: section), which stays when the new one cannot be built.
 func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config, newVault bool) (oauth.CredentialSource, error) {
 	switch cfg.Credentials.Source {
-	case "vault":
+	case config.CredentialsVault:
 		get := s.vault.Credentials
 		if newVault {
 			get = s.vault.Swap
@@ -47,7 +47,7 @@ func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config, newV
 
 func (s *sidecar) tokenStore(ctx context.Context, cfg *config.Config) (oauth.Store, error) {
 	switch cfg.TokenStore.Type {
-	case "vault":
+	case config.TokenStoreVault:
 		c, err := s.vault.Client(ctx, vaultConfig(cfg.Vault))
 		if err != nil {
 			return nil, fmt.Errorf("vault: %w", err)
@@ -72,7 +72,7 @@ func vaultConfig(c config.Vault) vault.Config {
 		TLSServerName: c.TLSServerName,
 		Mount:         c.Mount,
 		Auth: vault.Auth{
-			Method:       c.Auth.Method,
+			Method:       string(c.Auth.Method),
 			TokenFile:    c.Auth.TokenFile,
 			RoleIDFile:   c.Auth.RoleIDFile,
 			SecretIDFile: c.Auth.SecretIDFile,

@@ -21,5 +21,5 @@ func (c *Config) UpstreamURL() *url.URL {
 
 // NeedsVault reports whether anything is read from or written to Vault.
 func (c *Config) NeedsVault() bool {
-	return c.Credentials.Source == "vault" || c.TokenStore.Type == "vault"
+	return c.Credentials.Source == CredentialsVault || c.TokenStore.Type == TokenStoreVault
 }

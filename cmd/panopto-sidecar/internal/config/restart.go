@@ -17,11 +17,11 @@ var restartOnly = []restartKey{
 	{path: "timeouts", keep: field(func(c *Config) *Timeouts { return &c.Timeouts })},
 	{path: "upstream_ca_file", keep: field(func(c *Config) *string { return &c.UpstreamCAFile })},
 	{path: "token_store", keep: field(func(c *Config) *TokenStore { return &c.TokenStore })},
-	{path: "accounts.mode", keep: field(func(c *Config) *string { return &c.Accounts.Mode })},
+	{path: "accounts.mode", keep: field(func(c *Config) *AccountsMode { return &c.Accounts.Mode })},
 	{path: "log.format", keep: field(func(c *Config) *string { return &c.Log.Format })},
 	{
 		path: "vault",
-		when: func(cur *Config) bool { return cur.TokenStore.Type == "vault" },
+		when: func(cur *Config) bool { return cur.TokenStore.Type == TokenStoreVault },
 		keep: field(func(c *Config) *Vault { return &c.Vault }),
 	},
 }
