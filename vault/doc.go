@@ -27,6 +27,14 @@
 // Client.Status counts logins and renewals and shows when the token expires;
 // it never shows the token.
 //
+// # Holding the client
+//
+// Holder is what a program keeps: the one Client built from its Config
+// (shared by the credentials and the token store) and the Credentials read
+// through it. Holder.Swap replaces both on reload and keeps the ones in
+// force when the new client cannot be built; Holder.Status and Holder.Up
+// feed the status page and the vault-up gauge.
+//
 // # Renewal
 //
 // A renewable token is renewed by the API's LifetimeWatcher. When renewal

@@ -2,24 +2,96 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const reloadDebounce = 200 * time.Millisecond
 
+// reloader holds the config in force and the record of reloading it: the
+// generation (1 at start, +1 per applied reload), the last reload's time
+// and error, and the reload metrics. One reload runs at a time.
+type reloader struct {
+	path   string
+	env    func(string) string
+	logger *slog.Logger
+
+	mu         sync.Mutex // one reload at a time
+	cfg        atomic.Pointer[config.Config]
+	generation atomic.Int64
+	lastErr    atomic.Pointer[string]
+	lastAt     atomic.Pointer[time.Time]
+	reloads    *prometheus.CounterVec
+}
+
+// applyFunc makes next the live config, or fails and changes nothing.
+type applyFunc func(ctx context.Context, cur, next *config.Config) error
+
+func newReloader(path string, getenv func(string) string, cfg *config.Config, logger *slog.Logger) *reloader {
+	r := &reloader{
+		path:   path,
+		env:    getenv,
+		logger: logger,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "panopto_sidecar_config_reloads_total",
+			Help: "Config reloads by result (ok, invalid, unchanged).",
+		}, []string{"result"}),
+	}
+	r.cfg.Store(cfg)
+	r.generation.Store(1)
+	return r
+}
+
+// register adds the reload metrics to reg.
+func (r *reloader) register(reg prometheus.Registerer) {
+	reg.MustRegister(r.reloads)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "panopto_sidecar_config_generation",
+		Help: "Generation of the config in force (1 at start, +1 per applied reload).",
+	}, func() float64 { return float64(r.generation.Load()) }))
+}
+
+// status is the config part of /-/status.
+func (r *reloader) status() map[string]any {
+	var at any
+	if p := r.lastAt.Load(); p != nil {
+		at = *p
+	}
+	var msg string
+	if p := r.lastErr.Load(); p != nil {
+		msg = *p
+	}
+	return map[string]any{
+		"path":              r.path,
+		"generation":        r.generation.Load(),
+		"last_reload_error": msg,
+		"last_reload_at":    at,
+	}
+}
+
+// failed records a reload that left the config in force as it was.
+func (r *reloader) failed(err error) {
+	msg := err.Error()
+	r.lastErr.Store(&msg)
+	r.reloads.WithLabelValues("invalid").Inc()
+}
+
 // watch reloads the config when its directory changes (editors rename files;
 // Kubernetes ConfigMaps swap a ..data symlink, so the file itself is never
 // written) or on SIGHUP, until ctx ends.
-func (s *sidecar) watch(ctx context.Context) {
+func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -28,12 +100,12 @@ func (s *sidecar) watch(ctx context.Context) {
 	var errs <-chan error
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		s.log.Warn("config watch unavailable; reload with SIGHUP", "err", err)
+		r.logger.Warn("config watch unavailable; reload with SIGHUP", "err", err)
 	} else {
 		defer w.Close()
-		dir := filepath.Dir(s.path)
+		dir := filepath.Dir(r.path)
 		if err := w.Add(dir); err != nil {
-			s.log.Warn("config watch unavailable; reload with SIGHUP", "err", err, "dir", dir)
+			r.logger.Warn("config watch unavailable; reload with SIGHUP", "err", err, "dir", dir)
 		} else {
 			events, errs = w.Events, w.Errors
 		}
@@ -45,14 +117,14 @@ func (s *sidecar) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			s.log.Info("SIGHUP: reloading config")
-			s.reload(ctx)
+			r.logger.Info("SIGHUP: reloading config")
+			r.reload(ctx, apply)
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
 				continue
 			}
-			if !s.relevant(ev) {
+			if !r.relevant(ev) {
 				continue
 			}
 			if debounce == nil {
@@ -66,115 +138,75 @@ func (s *sidecar) watch(ctx context.Context) {
 				errs = nil
 				continue
 			}
-			s.log.Warn("config watch error", "err", err)
+			r.logger.Warn("config watch error", "err", err)
 		case <-fire:
 			fire = nil
-			s.reload(ctx)
+			r.reload(ctx, apply)
 		}
 	}
 }
 
 // relevant reports whether a directory event may have changed the config:
 // the file itself, or a Kubernetes-style ..data / timestamped directory swap.
-func (s *sidecar) relevant(ev fsnotify.Event) bool {
+func (r *reloader) relevant(ev fsnotify.Event) bool {
 	if ev.Op == fsnotify.Chmod {
 		return false
 	}
 	base := filepath.Base(ev.Name)
-	return base == filepath.Base(s.path) || strings.HasPrefix(base, "..")
+	return base == filepath.Base(r.path) || strings.HasPrefix(base, "..")
 }
 
 // reload reads, validates and applies the config file. An invalid file is
 // logged with every problem and the config in force stays.
-func (s *sidecar) reload(ctx context.Context) {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
+func (r *reloader) reload(ctx context.Context, apply applyFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	now := time.Now()
-	s.reloadAt.Store(&now)
-	next, err := config.Load(s.path, s.getenv)
+	r.lastAt.Store(&now)
+	next, err := config.Load(r.path, r.env)
 	if err != nil {
-		msg := err.Error()
-		s.reloadErr.Store(&msg)
-		s.extras.reloads.WithLabelValues("invalid").Inc()
-		s.log.Error("config reload rejected; the previous config stays in force", "err", err,
-			"generation", s.generation.Load())
+		r.failed(err)
+		r.logger.Error("config reload rejected; the previous config stays in force", "err", err,
+			"generation", r.generation.Load())
 		return
 	}
-	cur := s.cfg.Load()
-	eff, restart := s.keepRestartOnly(cur, next)
+	cur := r.cfg.Load()
+	eff, restart := config.KeepRestartOnly(cur, next)
 	if reflect.DeepEqual(cur, eff) {
-		s.reloadErr.Store(nil)
-		s.extras.reloads.WithLabelValues("unchanged").Inc()
+		r.lastErr.Store(nil)
+		r.reloads.WithLabelValues("unchanged").Inc()
 		if len(restart) > 0 {
-			s.log.Warn("config unchanged but for settings that take effect only after a restart", "keys", strings.Join(restart, ", "))
+			r.logger.Warn("config unchanged but for settings that take effect only after a restart", "keys", strings.Join(restart, ", "))
 		}
 		return
 	}
-	if err := s.apply(ctx, cur, eff); err != nil {
-		msg := err.Error()
-		s.reloadErr.Store(&msg)
-		s.extras.reloads.WithLabelValues("invalid").Inc()
-		s.log.Error("config reload could not be applied; the previous config stays in force", "err", err)
+	if err := apply(ctx, cur, eff); err != nil {
+		r.failed(err)
+		r.logger.Error("config reload could not be applied; the previous config stays in force", "err", err)
 		return
 	}
-	s.cfg.Store(eff)
-	gen := s.generation.Add(1)
-	s.reloadErr.Store(nil)
-	s.extras.reloads.WithLabelValues("ok").Inc()
-	s.log.Info("config reloaded", "generation", gen, "took", time.Since(now))
+	r.cfg.Store(eff)
+	gen := r.generation.Add(1)
+	r.lastErr.Store(nil)
+	r.reloads.WithLabelValues("ok").Inc()
+	r.logger.Info("config reloaded", "generation", gen, "took", time.Since(now))
 	if len(restart) > 0 {
-		s.log.Warn("some changed settings take effect only after a restart; they were not applied", "keys", strings.Join(restart, ", "))
+		r.logger.Warn("some changed settings take effect only after a restart; they were not applied", "keys", strings.Join(restart, ", "))
 	}
-}
-
-// keepRestartOnly returns next with the settings that need a restart kept
-// as they are now, so nothing is half-applied, and the keys it kept back.
-func (s *sidecar) keepRestartOnly(cur, next *config.Config) (*config.Config, []string) {
-	eff := *next
-	var kept []string
-	keep := func(key string, changed bool, restore func()) {
-		if changed {
-			kept = append(kept, key)
-			restore()
-		}
-	}
-	keep("listen", eff.Listen != cur.Listen, func() { eff.Listen = cur.Listen })
-	keep("tls", !reflect.DeepEqual(eff.TLS, cur.TLS), func() { eff.TLS = cur.TLS })
-	keep("inbound.client_ca_file", eff.Inbound.ClientCAFile != cur.Inbound.ClientCAFile, func() { eff.Inbound.ClientCAFile = cur.Inbound.ClientCAFile })
-	keep("timeouts", !reflect.DeepEqual(eff.Timeouts, cur.Timeouts), func() { eff.Timeouts = cur.Timeouts })
-	keep("upstream_ca_file", eff.UpstreamCAFile != cur.UpstreamCAFile, func() { eff.UpstreamCAFile = cur.UpstreamCAFile })
-	keep("token_store", eff.TokenStore != cur.TokenStore, func() { eff.TokenStore = cur.TokenStore })
-	keep("accounts.mode", eff.Accounts.Mode != cur.Accounts.Mode, func() { eff.Accounts.Mode = cur.Accounts.Mode })
-	keep("log.format", eff.Log.Format != cur.Log.Format, func() { eff.Log.Format = cur.Log.Format })
-	if cur.TokenStore.Type == "vault" {
-		// The token store holds its Vault connection for the process's life.
-		keep("vault (used by the token store)", !reflect.DeepEqual(eff.Vault, cur.Vault), func() { eff.Vault = cur.Vault })
-	}
-	return &eff, kept
 }
 
 // apply makes next the live config: credentials first (they can fail), then
 // the token endpoints, the proxy options and the log level.
 func (s *sidecar) apply(ctx context.Context, cur, next *config.Config) error {
 	vaultChanged := !reflect.DeepEqual(cur.Vault, next.Vault)
-	if !reflect.DeepEqual(cur.Credentials, next.Credentials) || vaultChanged {
-		var old *vaultState
-		if vaultChanged {
-			// Build a new Vault client for the credentials; the old one
-			// is closed once the new source is in place.
-			old = s.extras.detachVault()
-		}
-		src, err := s.credentialSource(ctx, next)
+	if vaultChanged || !reflect.DeepEqual(cur.Credentials, next.Credentials) {
+		// A changed vault: section gets a new Vault client; the one in
+		// force stays when the new one cannot be built.
+		src, err := s.credentialSource(ctx, next, vaultChanged)
 		if err != nil {
-			if old != nil {
-				s.extras.restoreVault(old)
-			}
 			return err
 		}
 		s.creds.Store(&credentialsHolder{src})
-		if old != nil {
-			old.close()
-		}
 	}
 	s.accounts.Update(poolSettings(next))
 	s.handler.Update(s.proxyOptions(next))

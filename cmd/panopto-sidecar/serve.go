@@ -11,41 +11,35 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/vault"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// sidecar is one running instance: the config snapshot in force and
+// sidecar is one running instance: the config in force (its reloader) and
 // everything built from it.
 type sidecar struct {
-	path   string
-	getenv func(string) string
-	log    *slog.Logger
-	level  *slog.LevelVar
+	*reloader // the config in force: s.cfg.Load()
 
-	cfg        atomic.Pointer[config.Config]
-	generation atomic.Int64
-	reloadMu   sync.Mutex // one reload at a time
-	reloadErr  atomic.Pointer[string]
-	reloadAt   atomic.Pointer[time.Time]
+	getenv  func(string) string
+	log     *slog.Logger
+	level   *slog.LevelVar
+	metrics *proxy.Metrics
+	handler *proxy.Handler
+	vault   *vault.Holder
 
-	metrics   *proxy.Metrics
-	handler   *proxy.Handler
-	flow      *oauth.LoginFlow
+	// What the token managers share.
 	store     oauth.Store
 	creds     atomic.Pointer[credentialsHolder]
 	tokenHTTP *http.Client
 	accounts  *oauth.Pool
-	holder    string
-	extras    *extras
+	holder    string // this replica's name in refresh leases
 }
-
-type credentialsHolder struct{ src oauth.CredentialSource }
 
 // serve runs the sidecar until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, path string, getenv func(string) string, stderr io.Writer, opts serveOptions) error {
@@ -59,10 +53,15 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	defer lw.Close()
 	log := newLogger(lw, cfg.Log.Format, lv, isTerminal(stderr))
 
-	s := &sidecar{path: path, getenv: getenv, log: log, level: lv, metrics: proxy.NewMetrics(), extras: newExtras()}
-	s.cfg.Store(cfg)
-	s.generation.Store(1)
-	s.holder = replicaName(getenv, cfg.Listen)
+	s := &sidecar{
+		reloader: newReloader(path, getenv, cfg, log),
+		getenv:   getenv,
+		log:      log,
+		level:    lv,
+		metrics:  proxy.NewMetrics(),
+		vault:    vault.NewHolder(getenv, log),
+		holder:   replicaName(getenv, cfg.Listen),
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -75,7 +74,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		return err
 	}
 	s.accounts.Start(ctx)
-	go s.watch(ctx)
+	go s.reloader.watch(ctx, s.apply)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -106,7 +105,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer scancel()
 	err = srv.Shutdown(sctx)
-	s.extras.close()
+	s.vault.Close()
 	if err != nil {
 		log.Warn("grace period over; closing the remaining connections", "err", err)
 		srv.Close()
@@ -141,7 +140,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	s.tokenHTTP = &http.Client{Transport: tokenTr, Timeout: cfg.Timeouts.TokenEndpoint.D() + 5*time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-	src, err := s.credentialSource(ctx, cfg)
+	src, err := s.credentialSource(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
@@ -149,7 +148,6 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	if s.store, err = s.tokenStore(ctx, cfg); err != nil {
 		return err
 	}
-	s.flow = oauth.NewLoginFlow(10*time.Minute, nil)
 	po, err := s.poolOptions(cfg)
 	if err != nil {
 		return err
@@ -158,14 +156,18 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	s.handler = proxy.New(proxy.Deps{
 		Accounts:    s.accounts,
 		Credentials: func() oauth.CredentialSource { return s.creds.Load().src },
-		Flow:        s.flow,
+		Flow:        oauth.NewLoginFlow(10*time.Minute, nil),
 		Transport:   tr,
 		Logger:      s.log.With("component", "proxy"),
 		Metrics:     s.metrics,
 		Status:      s.statusExtras,
 		Revoke:      s.revoke,
 	}, s.proxyOptions(cfg))
-	s.extras.registerMetrics(s)
+	s.reloader.register(s.metrics.Registry)
+	s.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "panopto_sidecar_vault_up",
+		Help: "1 when the Vault client is authenticated and Vault answered its last call, 0 when not, -1 when Vault is not used.",
+	}, s.vault.Up))
 	s.metrics.Registry.MustRegister(buildInfoGauge(currentVersion()))
 	return nil
 }
@@ -195,7 +197,7 @@ func endpointFrom(cfg *config.Config) oauth.Endpoint {
 		RevocationURL: cfg.OAuth.RevocationURL,
 		RedirectURL:   cfg.RedirectURL(),
 		Scopes:        append([]string(nil), cfg.OAuth.Scopes...),
-		ClientAuth:    cfg.OAuth.ClientAuth,
+		ClientAuth:    string(cfg.OAuth.ClientAuth),
 		RefreshBefore: cfg.OAuth.RefreshBefore.D(),
 		Timeout:       cfg.Timeouts.TokenEndpoint.D(),
 		LoginURL:      cfg.LoginURL(),
@@ -233,34 +235,6 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		}
 	}
 	return o
-}
-
-func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config) (oauth.CredentialSource, error) {
-	switch cfg.Credentials.Source {
-	case "vault":
-		return s.vaultCredentials(ctx, cfg)
-	default:
-		c, err := oauth.EnvCredentials(s.getenv)
-		if err != nil {
-			return nil, fmt.Errorf("credentials.source env: %w", err)
-		}
-		return c, nil
-	}
-}
-
-func (s *sidecar) tokenStore(ctx context.Context, cfg *config.Config) (oauth.Store, error) {
-	switch cfg.TokenStore.Type {
-	case "vault":
-		return s.vaultStore(ctx, cfg)
-	default:
-		fs := oauth.NewFileStore(cfg.TokenStore.Path)
-		// Read it now: a corrupt file stops the start with a clear error
-		// instead of being replaced by a new login.
-		if _, _, err := fs.Load(ctx, ""); err != nil {
-			return nil, err
-		}
-		return fs, nil
-	}
 }
 
 func (s *sidecar) revoke(ctx context.Context, g *oauth.Grant) error {
@@ -311,12 +285,7 @@ func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server,
 func (s *sidecar) statusExtras() map[string]any {
 	cfg := s.cfg.Load()
 	out := map[string]any{
-		"config": map[string]any{
-			"path":              s.path,
-			"generation":        s.generation.Load(),
-			"last_reload_error": deref(s.reloadErr.Load()),
-			"last_reload_at":    derefTime(s.reloadAt.Load()),
-		},
+		"config":      s.reloader.status(),
 		"token_store": map[string]any{"type": cfg.TokenStore.Type},
 		"replica":     s.holder,
 		"accounts":    s.accounts.Status(),
@@ -329,24 +298,10 @@ func (s *sidecar) statusExtras() map[string]any {
 		cs["error"] = err.Error()
 	}
 	out["credentials"] = cs
-	for k, v := range s.extras.status() {
-		out[k] = v
+	if v := s.vault.Status(); v != nil {
+		out["vault"] = v
 	}
 	return out
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
-func derefTime(p *time.Time) any {
-	if p == nil {
-		return nil
-	}
-	return *p
 }
 
 // loopbackListen reports whether addr binds only a loopback address.

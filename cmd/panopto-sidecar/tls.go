@@ -13,11 +13,11 @@ import (
 // so the caller binds the port after it: until then connections are refused
 // rather than accepted into a handshake nobody answers.
 func (s *sidecar) serverTLS(ctx context.Context, cfg *config.Config) (*tls.Config, error) {
-	if cfg.TLS.Mode == "" || cfg.TLS.Mode == "none" {
+	if cfg.TLS.Mode == config.TLSNone {
 		return nil, nil
 	}
 	m, err := tlsconf.New(ctx, tlsconf.Options{
-		Mode:     cfg.TLS.Mode,
+		Mode:     string(cfg.TLS.Mode),
 		CertFile: cfg.TLS.CertFile,
 		KeyFile:  cfg.TLS.KeyFile,
 		ACME: tlsconf.ACME{

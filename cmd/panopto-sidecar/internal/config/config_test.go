@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -486,21 +487,32 @@ func TestUpstreamURL(t *testing.T) {
 
 func TestRestartRequired(t *testing.T) {
 	base := "listen: 127.0.0.1:9127\n"
+	vaultStore := base + "token_store: {type: vault}\n"
 	for _, tc := range []struct {
-		next string
-		want []string
+		cur, next string // cur "" means base
+		want      []string
 	}{
-		{base, nil},
-		{base + "log: {level: debug}\noauth: {refresh_before: 10m}\nroutes: [{prefix: /Panopto/api/, inject: true}]\nshutdown_grace: 1s", nil},
-		{"listen: 127.0.0.1:9128\n", []string{"listen"}},
-		{base + "tls: {mode: files, cert_file: c, key_file: k}", []string{"tls.mode", "tls.cert_file", "tls.key_file"}},
-		{base + "timeouts: {read_header: 1s, idle: 2s, dial: 3s}", []string{"timeouts.read_header", "timeouts.idle"}},
-		{base + "accounts: {mode: login}", []string{"accounts.mode"}},
-		{base + "vault: {auth: {method: token, token_file: /t}}\ntoken_store: {type: vault}",
-			[]string{"vault.auth", "token_store.type", "token_store.path"}},
-		{base + "tls: {acme: {domains: [a.example]}}\nlog: {format: json}", []string{"log.format", "tls.acme.domains"}},
+		{"", base, nil},
+		{"", base + "log: {level: debug}\noauth: {refresh_before: 10m}\nroutes: [{prefix: /Panopto/api/, inject: true}]\nshutdown_grace: 1s", nil},
+		// Applied on reload: the upstream, where credentials come from, the
+		// account cache, the vault: section while tokens are not in Vault.
+		{"", base + "upstream: https://other.panopto.com\ncredentials: {source: vault}\naccounts: {max_cache: 5}", nil},
+		{"", base + "vault: {address: http://vault.example:8200, auth: {method: approle, role_id_file: /r, secret_id_file: /s}}", nil},
+		{"", "listen: 127.0.0.1:9128\n", []string{"listen"}},
+		{"", base + "tls: {mode: files, cert_file: c, key_file: k}", []string{"tls"}},
+		{"", base + "tls: {mode: files, cert_file: c, key_file: k}\ninbound: {client_ca_file: ca.pem}", []string{"tls", "inbound.client_ca_file"}},
+		{"", base + "timeouts: {read_header: 1s, idle: 2s, dial: 3s}", []string{"timeouts"}},
+		{"", base + "upstream_ca_file: ca.pem", []string{"upstream_ca_file"}},
+		{"", base + "accounts: {mode: login}", []string{"accounts.mode"}},
+		{"", base + "vault: {auth: {method: token, token_file: /t}}\ntoken_store: {type: vault}", []string{"token_store"}},
+		{"", base + "tls: {acme: {domains: [a.example]}}\nlog: {format: json}", []string{"tls", "log.format"}},
+		{vaultStore, vaultStore + "vault: {auth: {method: token, token_file: /t}}", []string{"vault"}},
+		{vaultStore, vaultStore + "vault: {mount: kv}\ncredentials: {source: vault}", []string{"vault"}},
 	} {
-		cur, err := Parse([]byte(base), nil)
+		if tc.cur == "" {
+			tc.cur = base
+		}
+		cur, err := Parse([]byte(tc.cur), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -508,16 +520,62 @@ func TestRestartRequired(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.next, err)
 		}
-		if got := cur.RestartRequired(next); !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("%q: RestartRequired = %q, want %q", tc.next, got, tc.want)
+		orig := *next
+		eff, got := KeepRestartOnly(cur, next)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: KeepRestartOnly keys = %q, want %q", tc.next, got, tc.want)
 		}
-		if got := next.RestartRequired(next); got != nil {
-			t.Errorf("%q: RestartRequired(itself) = %q", tc.next, got)
+		if !reflect.DeepEqual(*next, orig) {
+			t.Errorf("%q: KeepRestartOnly modified next", tc.next)
+		}
+		// What it returns has every restart-only setting of cur, and
+		// everything else of next.
+		if _, again := KeepRestartOnly(cur, eff); again != nil {
+			t.Errorf("%q: the result still changes %q", tc.next, again)
+		}
+		if back, _ := KeepRestartOnly(next, eff); !reflect.DeepEqual(back, next) {
+			t.Errorf("%q: the result differs from next in more than %q", tc.next, got)
+		}
+		if eff, got := KeepRestartOnly(next, next); got != nil || !reflect.DeepEqual(eff, next) {
+			t.Errorf("%q: KeepRestartOnly(itself) = %q", tc.next, got)
 		}
 	}
 	var nilCfg *Config
-	if nilCfg.RestartRequired(&Config{}) != nil {
-		t.Error("nil receiver")
+	if eff, got := KeepRestartOnly(nilCfg, &Config{}); got != nil || !reflect.DeepEqual(eff, &Config{}) {
+		t.Error("nil running config")
+	}
+}
+
+// TestREADMEListsRestartOnlyKeys: the README's list of settings that need a
+// restart is the code's.
+func TestREADMEListsRestartOnlyKeys(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const intro = "Settings that take effect only after a restart"
+	_, list, ok := strings.Cut(string(data), intro)
+	if !ok {
+		t.Fatalf("README.md has no paragraph starting %q", intro)
+	}
+	// The list: the first run of bullets after the introducing sentence.
+	var readme []string
+	for line := range strings.Lines(list) {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "- `") {
+			if len(readme) > 0 {
+				break
+			}
+			continue
+		}
+		key, _, _ := strings.Cut(strings.TrimPrefix(line, "- `"), "`")
+		readme = append(readme, key)
+	}
+	code := RestartOnly()
+	slices.Sort(readme)
+	slices.Sort(code)
+	if !slices.Equal(readme, code) {
+		t.Errorf("README.md lists the restart-only keys %q; the code has %q", readme, code)
 	}
 }
 

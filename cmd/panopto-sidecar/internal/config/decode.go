@@ -28,10 +28,11 @@ func (p *Problem) Error() string {
 	return s
 }
 
-// decoder walks a yaml.Node tree against the schema's yaml tags, so that every
-// unknown key, duplicate key and mistyped value is reported at once with its
-// key path, instead of yaml.v3's first error with only a line number. It
-// remembers the line of every key it saw, for validation problems.
+// decoder walks a yaml.Node tree against the schema's yaml tags and collects
+// every unknown key, duplicate key and mistyped value, each with its key path
+// and line; it does not stop at the first. (yaml.v3's own errors name only a
+// line and a Go type, and it stops at the first error a custom UnmarshalYAML
+// returns.) It remembers the line of every key it saw, for validation problems.
 type decoder struct {
 	problems []*Problem
 	lines    map[string]int

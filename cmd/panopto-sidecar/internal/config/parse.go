@@ -169,17 +169,12 @@ func defaults() Config {
 // fill sets every empty string key to its default, derived from other keys
 // where the default depends on them, and normalises the URLs.
 func (c *Config) fill(getenv func(string) string) {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
 	def(&c.Listen, DefaultListen)
-	def(&c.TLS.Mode, "none")
+	def(&c.TLS.Mode, TLSNone)
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.PublicURL == "" {
 		scheme, port := "http", "9127"
-		if c.TLS.Mode != "none" {
+		if c.TLS.Mode != TLSNone {
 			scheme = "https"
 		}
 		// An invalid listen port is reported at listen; deriving from it
@@ -192,8 +187,8 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&c.Upstream, DefaultUpstream)
 	c.Upstream = strings.TrimRight(c.Upstream, "/")
 
-	def(&c.OAuth.Grant, "authorization_code")
-	def(&c.OAuth.ClientAuth, "basic")
+	def(&c.OAuth.Grant, GrantAuthorizationCode)
+	def(&c.OAuth.ClientAuth, ClientAuthBasic)
 	if upstreamProblem(c.Upstream) == "" {
 		base := c.Upstream + "/Panopto/oauth2/connect/"
 		def(&c.OAuth.AuthorizeURL, base+"authorize")
@@ -206,14 +201,14 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&c.Vault.Namespace, getenv("VAULT_NAMESPACE"))
 	def(&c.Vault.Mount, "secret")
 	a := &c.Vault.Auth
-	def(&a.Method, "token")
-	if a.Method == "kubernetes" {
+	def(&a.Method, VaultAuthToken)
+	if a.Method == VaultAuthKubernetes {
 		def(&a.JWTFile, DefaultJWTFile)
 	}
-	def(&a.MountPath, a.Method)
+	def(&a.MountPath, string(a.Method))
 
 	cr := &c.Credentials
-	def(&cr.Source, "env")
+	def(&cr.Source, CredentialsEnv)
 	def(&cr.Path, "panopto/client")
 	def(&cr.IDKey, "client_id")
 	def(&cr.SecretKey, "client_secret")
@@ -221,11 +216,11 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&cr.PasswordKey, "password")
 	def(&cr.AppKeyKey, "app_key")
 
-	def(&c.TokenStore.Type, "file")
+	def(&c.TokenStore.Type, TokenStoreFile)
 	switch c.TokenStore.Type {
-	case "file":
+	case TokenStoreFile:
 		def(&c.TokenStore.Path, "panopto-token.json")
-	case "vault":
+	case TokenStoreVault:
 		def(&c.TokenStore.Path, "panopto/token")
 	}
 
@@ -233,7 +228,14 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&c.Log.Format, "auto")
 	def(&c.TLS.ACME.Directory, DefaultACMEDirectory)
 	def(&c.TLS.ACME.Storage, "certmagic") // relative to the working directory, like the token file
-	def(&c.Accounts.Mode, "off")
+	def(&c.Accounts.Mode, AccountsOff)
 	def(&c.Accounts.Header, "X-Panopto-User")
 	def(&c.Inbound.SharedSecretHeader, "X-Sidecar-Auth")
+}
+
+// def sets an empty string key to its default.
+func def[T ~string](s *T, v T) {
+	if *s == "" {
+		*s = v
+	}
 }

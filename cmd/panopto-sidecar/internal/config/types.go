@@ -29,13 +29,13 @@ type Config struct {
 }
 
 type OAuth struct {
-	Grant         string   `yaml:"grant"`          // authorization_code | password
-	AuthorizeURL  string   `yaml:"authorize_url"`  // default {upstream}/Panopto/oauth2/connect/authorize
-	TokenURL      string   `yaml:"token_url"`      // default {upstream}/Panopto/oauth2/connect/token
-	RevocationURL string   `yaml:"revocation_url"` // default {upstream}/Panopto/oauth2/connect/revocation
-	Scopes        []string `yaml:"scopes"`         // default [openid, api, offline_access]
-	ClientAuth    string   `yaml:"client_auth"`    // basic | body
-	RefreshBefore Duration `yaml:"refresh_before"` // default 5m
+	Grant         Grant      `yaml:"grant"`          // authorization_code | password
+	AuthorizeURL  string     `yaml:"authorize_url"`  // default {upstream}/Panopto/oauth2/connect/authorize
+	TokenURL      string     `yaml:"token_url"`      // default {upstream}/Panopto/oauth2/connect/token
+	RevocationURL string     `yaml:"revocation_url"` // default {upstream}/Panopto/oauth2/connect/revocation
+	Scopes        []string   `yaml:"scopes"`         // default [openid, api, offline_access]
+	ClientAuth    ClientAuth `yaml:"client_auth"`    // basic | body
+	RefreshBefore Duration   `yaml:"refresh_before"` // default 5m
 	// Password grant (grant: password): the Panopto user's name and password
 	// come from the environment (PANOPTO_USERNAME, PANOPTO_PASSWORD) or from
 	// Vault (credentials.username_key / password_key) when credentials.source is vault.
@@ -53,29 +53,29 @@ type Vault struct {
 // VaultAuth accepts either a bare method name (`auth: token`) or a mapping
 // with the method's settings; see UnmarshalYAML.
 type VaultAuth struct {
-	Method       string `yaml:"method"`         // token | approle | kubernetes
-	TokenFile    string `yaml:"token_file"`     // token: read (and re-read on change) instead of $VAULT_TOKEN
-	RoleIDFile   string `yaml:"role_id_file"`   // approle
-	SecretIDFile string `yaml:"secret_id_file"` // approle
-	Role         string `yaml:"role"`           // kubernetes
-	JWTFile      string `yaml:"jwt_file"`       // kubernetes, default /var/run/secrets/kubernetes.io/serviceaccount/token
-	MountPath    string `yaml:"mount_path"`     // auth mount, default approle / kubernetes
+	Method       VaultAuthMethod `yaml:"method"`         // token | approle | kubernetes
+	TokenFile    string          `yaml:"token_file"`     // token: read (and re-read on change) instead of $VAULT_TOKEN
+	RoleIDFile   string          `yaml:"role_id_file"`   // approle
+	SecretIDFile string          `yaml:"secret_id_file"` // approle
+	Role         string          `yaml:"role"`           // kubernetes
+	JWTFile      string          `yaml:"jwt_file"`       // kubernetes, default /var/run/secrets/kubernetes.io/serviceaccount/token
+	MountPath    string          `yaml:"mount_path"`     // auth mount, default approle / kubernetes
 }
 
 type Credentials struct {
-	Source       string   `yaml:"source"`        // env | vault
-	Path         string   `yaml:"path"`          // vault: KV v2 path, default panopto/client
-	IDKey        string   `yaml:"id_key"`        // default client_id
-	SecretKey    string   `yaml:"secret_key"`    // default client_secret
-	UsernameKey  string   `yaml:"username_key"`  // password grant, default username
-	PasswordKey  string   `yaml:"password_key"`  // password grant, default password
-	AppKeyKey    string   `yaml:"app_key_key"`   // accounts.mode idp, default app_key
-	PollInterval Duration `yaml:"poll_interval"` // vault: how often to check for a new version, default 30s
+	Source       CredentialsSource `yaml:"source"`        // env | vault
+	Path         string            `yaml:"path"`          // vault: KV v2 path, default panopto/client
+	IDKey        string            `yaml:"id_key"`        // default client_id
+	SecretKey    string            `yaml:"secret_key"`    // default client_secret
+	UsernameKey  string            `yaml:"username_key"`  // password grant, default username
+	PasswordKey  string            `yaml:"password_key"`  // password grant, default password
+	AppKeyKey    string            `yaml:"app_key_key"`   // accounts.mode idp, default app_key
+	PollInterval Duration          `yaml:"poll_interval"` // vault: how often to check for a new version, default 30s
 }
 
 type TokenStore struct {
-	Type string `yaml:"type"` // file | vault
-	Path string `yaml:"path"` // file: path (default panopto-token.json); vault: KV v2 path (default panopto/token)
+	Type TokenStoreType `yaml:"type"` // file | vault
+	Path string         `yaml:"path"` // file: path (default panopto-token.json); vault: KV v2 path (default panopto/token)
 }
 
 type Route struct {
@@ -89,10 +89,10 @@ type Log struct {
 }
 
 type TLS struct {
-	Mode     string `yaml:"mode"` // none | files | acme
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	ACME     ACME   `yaml:"acme"`
+	Mode     TLSMode `yaml:"mode"` // none | files | acme
+	CertFile string  `yaml:"cert_file"`
+	KeyFile  string  `yaml:"key_file"`
+	ACME     ACME    `yaml:"acme"`
 }
 
 type ACME struct {
@@ -106,11 +106,11 @@ type ACME struct {
 }
 
 type Accounts struct {
-	Mode      string   `yaml:"mode"`       // off | idp | login
-	Header    string   `yaml:"header"`     // default X-Panopto-User
-	Provider  string   `yaml:"provider"`   // idp: the identity provider's name in Panopto
-	MaxCache  int      `yaml:"max_cache"`  // LRU size of grants held in memory, default 1000
-	IdleEvict Duration `yaml:"idle_evict"` // drop an account's grant from memory after this idle time, default 1h
+	Mode      AccountsMode `yaml:"mode"`       // off | idp | login
+	Header    string       `yaml:"header"`     // default X-Panopto-User
+	Provider  string       `yaml:"provider"`   // idp: the identity provider's name in Panopto
+	MaxCache  int          `yaml:"max_cache"`  // LRU size of grants held in memory, default 1000
+	IdleEvict Duration     `yaml:"idle_evict"` // drop an account's grant from memory after this idle time, default 1h
 }
 
 // Inbound controls who may use the sidecar when it listens beyond loopback.

@@ -22,9 +22,9 @@ func (v *validator) problemf(path, format string, args ...any) {
 	v.errs = append(v.errs, &Problem{Path: path, Line: v.lines[path], Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) oneOf(path, got string, allowed ...string) {
+func oneOf[T ~string](v *validator, path string, got T, allowed ...T) {
 	if !slices.Contains(allowed, got) {
-		v.problemf(path, "must be one of %s; got %q", strings.Join(allowed, ", "), got)
+		v.problemf(path, "must be one of %s; got %q", modeList(allowed), got)
 	}
 }
 
@@ -62,27 +62,27 @@ func (c *Config) validate(lines map[string]int) []error {
 	c.validateOAuth(v)
 	c.validateVault(v)
 
-	v.oneOf("credentials.source", c.Credentials.Source, "env", "vault")
+	oneOf(v, "credentials.source", c.Credentials.Source, CredentialsEnv, CredentialsVault)
 	if c.Credentials.PollInterval < Duration(time.Second) {
 		v.problemf("credentials.poll_interval", "must be at least 1s")
 	}
-	v.oneOf("token_store.type", c.TokenStore.Type, "file", "vault")
-	if c.TokenStore.Path == "" && (c.TokenStore.Type == "file" || c.TokenStore.Type == "vault") {
+	oneOf(v, "token_store.type", c.TokenStore.Type, TokenStoreFile, TokenStoreVault)
+	if c.TokenStore.Path == "" && (c.TokenStore.Type == TokenStoreFile || c.TokenStore.Type == TokenStoreVault) {
 		v.problemf("token_store.path", "must not be empty")
 	}
 
 	c.validateRoutes(v)
 
-	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	v.oneOf("log.format", c.Log.Format, "auto", "text", "json")
+	oneOf(v, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(v, "log.format", c.Log.Format, "auto", "text", "json")
 	if c.ShutdownGrace < 0 {
 		v.problemf("shutdown_grace", "must be >= 0")
 	}
 
 	c.validateTLS(v)
 
-	v.oneOf("accounts.mode", c.Accounts.Mode, "off", "idp", "login")
-	if c.Accounts.Mode == "idp" {
+	oneOf(v, "accounts.mode", c.Accounts.Mode, AccountsOff, AccountsIdP, AccountsLogin)
+	if c.Accounts.Mode == AccountsIdP {
 		v.required("accounts.provider", c.Accounts.Provider, "when accounts.mode is idp (the identity provider's name in Panopto)")
 	}
 	if !validHeaderName(c.Accounts.Header) {
@@ -96,7 +96,7 @@ func (c *Config) validate(lines map[string]int) []error {
 	if !validHeaderName(c.Inbound.SharedSecretHeader) {
 		v.problemf("inbound.shared_secret_header", "must be a valid HTTP header name; got %q", c.Inbound.SharedSecretHeader)
 	}
-	if c.Inbound.ClientCAFile != "" && c.TLS.Mode == "none" {
+	if c.Inbound.ClientCAFile != "" && c.TLS.Mode == TLSNone {
 		v.problemf("inbound.client_ca_file", "client certificates need tls.mode files or acme")
 	}
 	in := c.Inbound
@@ -138,7 +138,7 @@ func (c *Config) validateOAuth(v *validator) {
 			v.problemf(u.path, "%s; got %q", msg, u.val)
 		}
 	}
-	v.oneOf("oauth.grant", o.Grant, "authorization_code", "password")
+	oneOf(v, "oauth.grant", o.Grant, GrantAuthorizationCode, GrantPassword)
 	// Without offline_access Panopto issues no refresh token: the sidecar then
 	// needs a new login (or password grant) every hour. Allowed, on purpose.
 	if len(o.Scopes) == 0 {
@@ -149,7 +149,7 @@ func (c *Config) validateOAuth(v *validator) {
 			v.problemf(fmt.Sprintf("oauth.scopes[%d]", i), "must be one word; got %q", s)
 		}
 	}
-	v.oneOf("oauth.client_auth", o.ClientAuth, "basic", "body")
+	oneOf(v, "oauth.client_auth", o.ClientAuth, ClientAuthBasic, ClientAuthBody)
 	if o.RefreshBefore <= 0 {
 		v.problemf("oauth.refresh_before", "must be > 0")
 	} else if o.RefreshBefore >= Duration(time.Hour) {
@@ -159,28 +159,31 @@ func (c *Config) validateOAuth(v *validator) {
 
 func (c *Config) validateVault(v *validator) {
 	a := c.Vault.Auth
-	v.oneOf("vault.auth.method", a.Method, vaultAuthMethods...)
+	oneOf(v, "vault.auth.method", a.Method, vaultAuthMethods...)
 	if !c.NeedsVault() {
 		return
 	}
 	if msg := urlProblem(c.Vault.Address); msg != "" {
 		v.problemf("vault.address", "%s; got %q", msg, c.Vault.Address)
 	}
-	why := "when vault.auth.method is " + a.Method
+	why := "when vault.auth.method is " + string(a.Method)
 	switch a.Method {
-	case "approle":
+	case VaultAuthAppRole:
 		v.required("vault.auth.role_id_file", a.RoleIDFile, why)
 		v.required("vault.auth.secret_id_file", a.SecretIDFile, why)
-	case "kubernetes":
+	case VaultAuthKubernetes:
 		v.required("vault.auth.role", a.Role, why)
 	}
 	// A setting of another method is a sign the method is wrong.
-	for _, s := range []struct{ key, val, method string }{
-		{"token_file", a.TokenFile, "token"},
-		{"role_id_file", a.RoleIDFile, "approle"},
-		{"secret_id_file", a.SecretIDFile, "approle"},
-		{"role", a.Role, "kubernetes"},
-		{"jwt_file", a.JWTFile, "kubernetes"},
+	for _, s := range []struct {
+		key, val string
+		method   VaultAuthMethod
+	}{
+		{"token_file", a.TokenFile, VaultAuthToken},
+		{"role_id_file", a.RoleIDFile, VaultAuthAppRole},
+		{"secret_id_file", a.SecretIDFile, VaultAuthAppRole},
+		{"role", a.Role, VaultAuthKubernetes},
+		{"jwt_file", a.JWTFile, VaultAuthKubernetes},
 	} {
 		if s.val != "" && a.Method != s.method && slices.Contains(vaultAuthMethods, a.Method) {
 			v.problemf("vault.auth."+s.key, "only used with vault.auth.method %s, not %s", s.method, a.Method)
@@ -220,12 +223,12 @@ func (c *Config) validateRoutes(v *validator) {
 
 func (c *Config) validateTLS(v *validator) {
 	t := c.TLS
-	v.oneOf("tls.mode", t.Mode, "none", "files", "acme")
+	oneOf(v, "tls.mode", t.Mode, TLSNone, TLSFiles, TLSACME)
 	switch t.Mode {
-	case "files":
+	case TLSFiles:
 		v.required("tls.cert_file", t.CertFile, "when tls.mode is files")
 		v.required("tls.key_file", t.KeyFile, "when tls.mode is files")
-	case "acme":
+	case TLSACME:
 		a := t.ACME
 		if len(a.Domains) == 0 {
 			v.problemf("tls.acme.domains", "at least one domain is needed when tls.mode is acme")

@@ -120,10 +120,6 @@ func parseByteSize(s string) (int64, bool) {
 	return v * mult, true
 }
 
-// vaultAuthMethods are the Vault login methods, also the defaults of
-// VaultAuth.MountPath.
-var vaultAuthMethods = []string{"token", "approle", "kubernetes"}
-
 // UnmarshalYAML accepts a bare method name (`auth: kubernetes`) or a mapping
 // with the method's settings (`auth: {method: approle, role_id_file: …}`).
 // Unknown keys in the mapping are an error. An empty method means token.
@@ -138,12 +134,12 @@ func (a *VaultAuth) UnmarshalYAML(n *yaml.Node) error {
 func (a *VaultAuth) decodeNode(d *decoder, n *yaml.Node, path string) {
 	switch n.Kind {
 	case yaml.ScalarNode:
-		*a = VaultAuth{Method: n.Value}
+		*a = VaultAuth{Method: VaultAuthMethod(n.Value)}
 	case yaml.MappingNode:
 		*a = VaultAuth{}
 		d.mapping(n, structValue(a), path)
 	default:
 		d.problemf(path, n, "want a method name (%s) or a mapping with method: and its settings, got a %s",
-			strings.Join(vaultAuthMethods, ", "), kindName(n))
+			modeList(vaultAuthMethods), kindName(n))
 	}
 }
