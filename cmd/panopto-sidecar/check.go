@@ -103,12 +103,12 @@ func checkFiles(cfg *config.Config) []string {
 			out = append(out, fmt.Sprintf("%s: %s holds no PEM certificate", key, path))
 		}
 	}
-	if cfg.TLS.Mode == "files" {
+	if cfg.TLS.Mode == config.TLSFiles {
 		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			out = append(out, fmt.Sprintf("tls.cert_file, tls.key_file: %v", err))
 		}
 	}
-	if cfg.TLS.Mode == "acme" {
+	if cfg.TLS.Mode == config.TLSACME {
 		for i, f := range cfg.TLS.ACME.CARoots {
 			pemFile(fmt.Sprintf("tls.acme.ca_roots[%d]", i), f)
 		}
@@ -142,18 +142,18 @@ func checkEnv(cfg *config.Config, getenv func(string) string) []string {
 			out = append(out, fmt.Sprintf("environment: %s is not set (%s)", name, why))
 		}
 	}
-	if cfg.Credentials.Source == "env" {
+	if cfg.Credentials.Source == config.CredentialsEnv {
 		need("PANOPTO_CLIENT_ID", "credentials.source is env")
 		need("PANOPTO_CLIENT_SECRET", "credentials.source is env")
-		if cfg.OAuth.Grant == "password" {
+		if cfg.OAuth.Grant == config.GrantPassword {
 			need("PANOPTO_USERNAME", "oauth.grant is password and credentials.source is env")
 			need("PANOPTO_PASSWORD", "oauth.grant is password and credentials.source is env")
 		}
-		if cfg.Accounts.Mode == "idp" {
+		if cfg.Accounts.Mode == config.AccountsIdP {
 			need("PANOPTO_APP_KEY", "accounts.mode is idp and credentials.source is env")
 		}
 	}
-	if cfg.NeedsVault() && cfg.Vault.Auth.Method == "token" && cfg.Vault.Auth.TokenFile == "" {
+	if cfg.NeedsVault() && cfg.Vault.Auth.Method == config.VaultAuthToken && cfg.Vault.Auth.TokenFile == "" {
 		if strings.TrimSpace(getenv("VAULT_TOKEN")) == "" {
 			out = append(out, "vault.auth: VAULT_TOKEN is not set and vault.auth.token_file is not given (vault.auth.method is token)")
 		}
@@ -164,7 +164,7 @@ func checkEnv(cfg *config.Config, getenv func(string) string) []string {
 // checkTokenFile reads the file token store as serve does at start, and
 // proves its directory writable by creating and removing a file in it.
 func checkTokenFile(ctx context.Context, cfg *config.Config) []string {
-	if cfg.TokenStore.Type != "file" {
+	if cfg.TokenStore.Type != config.TokenStoreFile {
 		return nil
 	}
 	path := cfg.TokenStore.Path
@@ -203,13 +203,13 @@ func checkVault(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return []string{fmt.Sprintf("vault: log in at %s with vault.auth.method %s: %v", cfg.Vault.Address, cfg.Vault.Auth.Method, err)}
 	}
 	var out []string
-	if cfg.Credentials.Source == "vault" {
+	if cfg.Credentials.Source == config.CredentialsVault {
 		creds := vault.NewCredentials(c, credentialsOptions(cfg.Credentials), quiet)
 		if _, err := creds.Credentials(ctx); err != nil {
 			out = append(out, fmt.Sprintf("credentials.path: %v", err))
 		}
 	}
-	if cfg.TokenStore.Type == "vault" {
+	if cfg.TokenStore.Type == config.TokenStoreVault {
 		if _, _, err := vault.NewStore(c, cfg.TokenStore.Path).Load(ctx, ""); err != nil {
 			out = append(out, fmt.Sprintf("token_store.path: %v", err))
 		}

@@ -197,7 +197,7 @@ func endpointFrom(cfg *config.Config) oauth.Endpoint {
 		RevocationURL: cfg.OAuth.RevocationURL,
 		RedirectURL:   cfg.RedirectURL(),
 		Scopes:        append([]string(nil), cfg.OAuth.Scopes...),
-		ClientAuth:    string(cfg.OAuth.ClientAuth),
+		ClientAuth:    oauth.ClientAuth(cfg.OAuth.ClientAuth),
 		RefreshBefore: cfg.OAuth.RefreshBefore.D(),
 		Timeout:       cfg.Timeouts.TokenEndpoint.D(),
 		LoginURL:      cfg.LoginURL(),

@@ -21,15 +21,24 @@ type Endpoint struct {
 	RevocationURL string
 	RedirectURL   string
 	Scopes        []string
-	ClientAuth    string // "basic" or "body"
+	ClientAuth    ClientAuth
 	RefreshBefore time.Duration
 	Timeout       time.Duration // one token-endpoint call
 	LoginURL      string        // where a person connects the sidecar, for messages
 }
 
+// ClientAuth is how the client authenticates at the token endpoint. Its
+// value is the config's oauth.client_auth.
+type ClientAuth string
+
+const (
+	ClientAuthBasic ClientAuth = "basic" // HTTP Basic (default)
+	ClientAuthBody  ClientAuth = "body"  // client_id and client_secret in the form
+)
+
 func (e *Endpoint) oauth2Config(c ClientCredentials) *oauth2.Config {
 	style := oauth2.AuthStyleInHeader
-	if e.ClientAuth == "body" {
+	if e.ClientAuth == ClientAuthBody {
 		style = oauth2.AuthStyleInParams
 	}
 	return &oauth2.Config{
@@ -200,7 +209,7 @@ func (e *Endpoint) Revoke(ctx context.Context, client *http.Client, c ClientCred
 	if hint != "" {
 		form.Set("token_type_hint", hint)
 	}
-	if e.ClientAuth == "body" {
+	if e.ClientAuth == ClientAuthBody {
 		form.Set("client_id", c.ID)
 		form.Set("client_secret", c.Secret.Reveal())
 	}
@@ -209,7 +218,7 @@ func (e *Endpoint) Revoke(ctx context.Context, client *http.Client, c ClientCred
 		return fmt.Errorf("revoke: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if e.ClientAuth != "body" {
+	if e.ClientAuth != ClientAuthBody {
 		req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret.Reveal()))
 	}
 	resp, err := client.Do(req)
