@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench compares panopto-sidecar with nginx and Caddy as reverse
 // proxies in front of the same upstream, on 127.0.0.1, in one run:
 //
