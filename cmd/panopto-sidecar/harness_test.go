@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -258,4 +259,40 @@ func withoutOK(s string) string {
 func (p *sidecarProc) LogsNow() string {
 	time.Sleep(3 * flushEvery)
 	return p.Logs.String()
+}
+
+// realSidecar is the built binary serving a minimal config against a
+// stand-in, as an operator runs it, logged in already.
+type realSidecar struct {
+	base    string    // http://addr
+	dir     string    // holds config.yaml, panopto-token.json and sidecar.log
+	logPath string    // its stderr
+	cmd     *exec.Cmd // killed when the test ends, if still running
+}
+
+// startRealSidecar runs bin on addr in front of pan (whose redirect URIs
+// must name addr), with extra appended to the config, waits until it is
+// healthy and logs in like a browser.
+func startRealSidecar(t *testing.T, bin, addr string, pan *panopto, extra string) *realSidecar {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, fmt.Sprintf("listen: %s\npublic_url: http://%s\nupstream: %s\ntoken_store: {type: file, path: %s}\nlog: {format: json}\n%s",
+		addr, addr, pan.URL, filepath.Join(dir, "panopto-token.json"), extra))
+	rs := &realSidecar{base: "http://" + addr, dir: dir, logPath: filepath.Join(dir, "sidecar.log")}
+	lf, err := os.Create(rs.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lf.Close() })
+	rs.cmd = exec.Command(bin, "serve", "-config", cfg)
+	rs.cmd.Env = append(os.Environ(), "PANOPTO_CLIENT_ID="+testClientID, "PANOPTO_CLIENT_SECRET="+testClientSecret)
+	rs.cmd.Stderr = lf
+	if err := rs.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.cmd.Process.Kill() })
+	testsupport.WaitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(rs.base+"/-/healthz") == 200 })
+	login(t, rs.base)
+	return rs
 }

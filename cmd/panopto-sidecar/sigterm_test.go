@@ -27,26 +27,10 @@ func TestSIGTERMDuringLargeUpload(t *testing.T) {
 		size = 64 << 20
 	}
 	bin := buildSidecar(t)
-	dir := t.TempDir()
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
-	cfg := filepath.Join(dir, "config.yaml")
-	body := fmt.Sprintf("listen: %s\npublic_url: http://%s\nupstream: %s\ntoken_store: {type: file, path: %s}\nlog: {format: json}\nshutdown_grace: 60s\n",
-		addr, addr, pan.URL, filepath.Join(dir, "panopto-token.json"))
-	writeFile(t, cfg, body)
-	logPath := filepath.Join(dir, "sidecar.log")
-	lf, _ := os.Create(logPath)
-	defer lf.Close()
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Env = append(os.Environ(), "PANOPTO_CLIENT_ID="+testClientID, "PANOPTO_CLIENT_SECRET="+testClientSecret)
-	cmd.Stderr = lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	base := "http://" + addr
-	testsupport.WaitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(base+"/-/healthz") == 200 })
-	login(t, base)
+	rs := startRealSidecar(t, bin, addr, pan, "shutdown_grace: 60s\n")
+	cmd, base, dir, logPath := rs.cmd, rs.base, rs.dir, rs.logPath
 	before, _ := os.ReadFile(filepath.Join(dir, "panopto-token.json"))
 
 	// The upload: echoed back by the stand-in and paced so it is still

@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -383,25 +382,10 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 func TestUploadOneRequest1GiB(t *testing.T) {
 	const size = 1 << 30
 	bin := buildSidecar(t)
-	dir := t.TempDir()
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, S3SecretKey: "dummy"})
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, fmt.Sprintf("listen: %s\npublic_url: http://%s\nupstream: %s\ntoken_store: {type: file, path: %s}\nlog: {format: json}\n",
-		addr, addr, pan.URL, filepath.Join(dir, "panopto-token.json")))
-	logPath := filepath.Join(dir, "sidecar.log")
-	lf, _ := os.Create(logPath)
-	defer lf.Close()
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Env = append(os.Environ(), "PANOPTO_CLIENT_ID="+testClientID, "PANOPTO_CLIENT_SECRET="+testClientSecret)
-	cmd.Stderr = lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	base := "http://" + addr
-	testsupport.WaitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(base+"/-/healthz") == 200 })
-	login(t, base)
+	rs := startRealSidecar(t, bin, addr, pan, "")
+	cmd, base, logPath := rs.cmd, rs.base, rs.logPath
 
 	start := time.Now()
 	a := postUpload(t, base, "", "folder_id="+panoptofake.FolderStaff+"&name=lecture.mp4", &fastPattern{n: size}, size)
