@@ -137,12 +137,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// proxy) and CONNECT are refused: only the configured upstream is ever
 	// contacted, and only through a route.
 	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		h.refused(r, http.StatusBadRequest, "not an origin-form request target")
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
 		return
 	}
 	if _, conflict := r.Header[FramingConflictHeader]; conflict {
 		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
 		// a broken client. Refuse it, and the connection with it.
+		h.refused(r, http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
 		w.Header().Set("Connection", "close")
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
 		return
@@ -159,6 +161,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !o.SharedSecret.IsZero() {
 		got := r.Header.Get(o.SharedSecretHeader)
 		if subtle.ConstantTimeCompare([]byte(got), []byte(o.SharedSecret.Reveal())) != 1 {
+			h.refused(r, http.StatusUnauthorized, "missing or wrong shared secret")
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return
 		}
@@ -185,6 +188,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.fwd.serve(w, r, o)
+}
+
+// refused logs a request turned away before any route was looked at, with
+// its path as received.
+func (h *Handler) refused(r *http.Request, code int, reason string) {
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused",
+		slog.String("method", r.Method), slog.String("path", loggedPath(r)),
+		slog.Int("status", code), slog.String("reason", reason))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
