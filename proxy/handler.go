@@ -183,6 +183,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logout(w, r, o)
 		return
 	}
+	if p == "/" && matchRoute(o.Routes, p) == nil {
+		// Nothing is forwarded from "/": an operator who opens the
+		// listener's address finds where to go.
+		h.index(w, r, o)
+		return
+	}
 	if p == "/-/uploads" || strings.HasPrefix(p, "/-/uploads/") {
 		h.uploads(w, r, o)
 		return

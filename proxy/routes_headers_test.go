@@ -65,7 +65,7 @@ func TestRoutesThroughHandler(t *testing.T) {
 		{"/Panopto/Upload/x/y.mp4", 200, clientAuth},
 		{"/Panopto/api", 404, ""},
 		{"/Panopto/Other/x", 404, ""},
-		{"/", 404, ""},
+		{"/-/", 404, ""},
 		{"/favicon.ico", 404, ""},
 		{"/panopto/api/v1/folders", 404, ""},
 	} {
@@ -92,6 +92,15 @@ func TestRoutesThroughHandler(t *testing.T) {
 				t.Fatalf("upstream saw Authorization %q, want %q", got, tc.wantAuth)
 			}
 		})
+	}
+	// "/" matches no route either: it answers the index page (see
+	// TestIndex) and forwards nothing.
+	before := up.n.Load()
+	if code, _, body := e.call(http.MethodGet, "/", nil, "Authorization", clientAuth); code != http.StatusOK || jsonBody(t, body)["service"] != "panopto-sidecar" {
+		t.Errorf("/ answered %d: %s", code, body)
+	}
+	if n := up.n.Load() - before; n != 0 {
+		t.Errorf("the upstream received %d requests for /", n)
 	}
 }
 
