@@ -91,7 +91,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(rw, http.StatusBadRequest, map[string]string{"error": "bad_path"})
 		return
 	}
-	route := matchRoute(o.Routes, r.URL.Path)
+	route := matchRoute(o.Routes, r.URL.Path, o.RoutesMatch)
 	if route == nil {
 		writeJSON(rw, http.StatusNotFound, map[string]string{"error": "no_route", "detail": "the path matches no configured route; nothing was forwarded"})
 		return

@@ -25,6 +25,7 @@ type Options struct {
 	Upstream            *url.URL // scheme://host[:port], no path
 	PublicURL           string   // scheme://host[:port] the browser and OnTrack use
 	Routes              []Route  // first matching prefix wins
+	RoutesMatch         RoutesMatch
 	Endpoint            oauth.Endpoint
 	AccountsMode        AccountsMode
 	AccountsHeader      string // always stripped before forwarding
@@ -183,7 +184,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logout(w, r, o)
 		return
 	}
-	if p == "/" && matchRoute(o.Routes, p) == nil {
+	if p == "/" && matchRoute(o.Routes, p, o.RoutesMatch) == nil {
 		// Nothing is forwarded from "/": an operator who opens the
 		// listener's address finds where to go.
 		h.index(w, r, o)
