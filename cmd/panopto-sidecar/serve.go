@@ -207,6 +207,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		Upstream:            cfg.UpstreamURL(),
 		PublicURL:           cfg.PublicURL,
 		Routes:              routes,
+		RoutesMatch:         proxy.RoutesMatch(cfg.RoutesMatch),
 		Endpoint:            endpointFrom(cfg),
 		AccountsMode:        proxy.AccountsMode(cfg.Accounts.Mode),
 		AccountsHeader:      cfg.Accounts.Header,

@@ -141,6 +141,7 @@ func TestDefaults(t *testing.T) {
 			{Prefix: "/Panopto/PublicAPI/", Inject: true},
 			{Prefix: "/Panopto/Upload/", Inject: false},
 		},
+		RoutesMatch:   "case_insensitive",
 		Log:           Log{Level: "info", Format: "auto"},
 		ShutdownGrace: Duration(30 * time.Second),
 		TLS: TLS{Mode: "none", ACME: ACME{
@@ -492,6 +493,7 @@ func TestRestartRequired(t *testing.T) {
 	}{
 		{base, nil},
 		{base + "log: {level: debug}\noauth: {refresh_before: 10m}\nroutes: [{prefix: /Panopto/api/, inject: true}]\nshutdown_grace: 1s", nil},
+		{base + "routes_match: exact", nil},
 		{"listen: 127.0.0.1:9128\n", []string{"listen"}},
 		{base + "tls: {mode: files, cert_file: c, key_file: k}", []string{"tls.mode", "tls.cert_file", "tls.key_file"}},
 		{base + "timeouts: {read_header: 1s, idle: 2s, dial: 3s}", []string{"timeouts.read_header", "timeouts.idle"}},

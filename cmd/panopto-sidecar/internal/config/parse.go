@@ -229,6 +229,7 @@ func (c *Config) fill(getenv func(string) string) {
 		def(&c.TokenStore.Path, "panopto/token")
 	}
 
+	def(&c.RoutesMatch, "case_insensitive")
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "auto")
 	def(&c.TLS.ACME.Directory, DefaultACMEDirectory)
