@@ -22,10 +22,10 @@ import (
 // Options is the part of the proxy's behaviour that a config reload can
 // change. Handler holds it as an immutable snapshot.
 type Options struct {
-	Upstream            *url.URL // scheme://host[:port], no path
-	PublicURL           string   // scheme://host[:port] the browser and OnTrack use
-	Routes              []Route  // first matching prefix wins
-	RoutesMatch         RoutesMatch
+	Upstream            *url.URL    // scheme://host[:port], no path
+	PublicURL           string      // scheme://host[:port] the browser and OnTrack use
+	Routes              []Route     // first matching prefix wins
+	RoutesMatch         RoutesMatch // how a path matches a prefix; "" is case-insensitive
 	Endpoint            oauth.Endpoint
 	AccountsMode        AccountsMode
 	AccountsHeader      string // always stripped before forwarding
