@@ -20,6 +20,7 @@ type reqInfo struct {
 	route   *Route
 	grant   *oauth.Grant   // nil unless route.Inject
 	manager *oauth.Manager // nil unless route.Inject
+	path    string         // the path as received, for the log (see loggedPath)
 }
 
 type infoKey struct{}
@@ -78,24 +79,25 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 	start := f.h.deps.Now()
 	rw := &recorder{ResponseWriter: w}
 	routeLabel := "none"
+	path := loggedPath(r)
 	defer func() {
 		dur, code := f.h.deps.Now().Sub(start), rw.code()
 		f.h.deps.Metrics.observe(routeLabel, code, dur)
 		f.h.log.LogAttrs(r.Context(), levelFor(code), "request",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", code),
+			slog.String("method", r.Method), slog.String("path", path), slog.Int("status", code),
 			slog.Duration("dur", dur), slog.Int64("bytes", rw.n), slog.String("route", routeLabel))
 	}()
 	if !cleanPath(r.URL.Path, r.URL.EscapedPath()) {
 		writeJSON(rw, http.StatusBadRequest, map[string]string{"error": "bad_path"})
 		return
 	}
-	route := matchRoute(o.Routes, r.URL.Path)
+	route := matchRoute(o.Routes, r.URL.Path, o.RoutesMatch)
 	if route == nil {
 		writeJSON(rw, http.StatusNotFound, map[string]string{"error": "no_route", "detail": "the path matches no configured route; nothing was forwarded"})
 		return
 	}
 	routeLabel = route.Prefix
-	info := &reqInfo{opts: o, route: route}
+	info := &reqInfo{opts: o, route: route, path: path}
 	if route.Inject {
 		account := o.account(r)
 		m, err := f.h.deps.Accounts.Manager(r.Context(), account)
@@ -177,7 +179,11 @@ func (f *forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		w.WriteHeader(499)
 		return
 	}
-	f.h.log.Warn("upstream request failed", "err", err, "method", r.Method, "path", r.URL.Path)
+	path := loggedPath(r)
+	if info, ok := infoFrom(r.Context()); ok {
+		path = info.path // r may be the outbound request
+	}
+	f.h.log.Warn("upstream request failed", "err", err, "method", r.Method, "path", path)
 	code := http.StatusBadGateway
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		code = http.StatusGatewayTimeout

@@ -21,9 +21,10 @@ import (
 // Options is the part of the proxy's behaviour that a config reload can
 // change. Handler holds it as an immutable snapshot.
 type Options struct {
-	Upstream            *url.URL // scheme://host[:port], no path
-	PublicURL           string   // scheme://host[:port] the browser and OnTrack use
-	Routes              []Route  // first matching prefix wins
+	Upstream            *url.URL    // scheme://host[:port], no path
+	PublicURL           string      // scheme://host[:port] the browser and OnTrack use
+	Routes              []Route     // first matching prefix wins
+	RoutesMatch         RoutesMatch // how a path matches a prefix; "" is case-insensitive
 	Endpoint            oauth.Endpoint
 	AccountsMode        oauth.AccountsMode
 	AccountsHeader      string // always stripped before forwarding
@@ -119,12 +120,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// proxy) and CONNECT are refused: only the configured upstream is ever
 	// contacted, and only through a route.
 	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		h.refused(r, http.StatusBadRequest, "not an origin-form request target")
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
 		return
 	}
 	if _, conflict := r.Header[FramingConflictHeader]; conflict {
 		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
 		// a broken client. Refuse it, and the connection with it.
+		h.refused(r, http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
 		w.Header().Set("Connection", "close")
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
 		return
@@ -141,6 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !o.SharedSecret.IsZero() {
 		got := r.Header.Get(o.SharedSecretHeader)
 		if subtle.ConstantTimeCompare([]byte(got), []byte(o.SharedSecret.Reveal())) != 1 {
+			h.refused(r, http.StatusUnauthorized, "missing or wrong shared secret")
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return
 		}
@@ -162,11 +166,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logout(w, r, o)
 		return
 	}
+	if p == "/" && matchRoute(o.Routes, p, o.RoutesMatch) == nil {
+		// Nothing is forwarded from "/": an operator who opens the
+		// listener's address finds where to go.
+		h.index(w, r, o)
+		return
+	}
 	if p == "/-/uploads" || strings.HasPrefix(p, "/-/uploads/") {
 		h.uploads(w, r, o)
 		return
 	}
 	h.fwd.serve(w, r, o)
+}
+
+// refused logs a request turned away before any route was looked at, with
+// its path as received.
+func (h *Handler) refused(r *http.Request, code int, reason string) {
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused",
+		slog.String("method", r.Method), slog.String("path", loggedPath(r)),
+		slog.Int("status", code), slog.String("reason", reason))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

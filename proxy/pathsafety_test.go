@@ -109,6 +109,9 @@ func FuzzCleanPath(f *testing.F) {
 		"/Panopto/api/v1/folders", "/Panopto/api/../Upload/x", "/Panopto/api/%2e%2e/x",
 		"/Panopto/api/%252e%252e/x", "/Panopto/api/v1%2f..", "//Panopto/api/", "/Panopto/Upload/a%20b/c.mp4",
 		"/Panopto/api/v1/.../x", "/Panopto/api/", "/Panopto/api/v1/%5c", "/Panopto/api/v1/\\..\\",
+		// Odd casings route like IIS reads them, and must be as safe.
+		"/panopto/API/v1/folders", "/PANOPTO/api/%2E%2E/Upload/x", "/panopto/publicapi/rest/../../Upload/x",
+		"/Panopto/UPLOAD/a%20b/C.MP4", "/panopto/Api/v1%2F..%2Fx", "/Panopto/api/v1/\u017fessions",
 	} {
 		f.Add(s)
 	}
@@ -153,8 +156,13 @@ func FuzzCleanPath(f *testing.F) {
 		if cleaned != decoded {
 			t.Fatalf("accepted %q: path.Clean changes %q to %q", target, decoded, cleaned)
 		}
-		if r := matchRoute(routes, decoded); r != nil && !strings.HasPrefix(cleaned, r.Prefix) {
+		if r := matchRoute(routes, decoded, RoutesExact); r != nil && !strings.HasPrefix(cleaned, r.Prefix) {
 			t.Fatalf("accepted %q: route %q matches %q but not its cleaned form %q", target, r.Prefix, decoded, cleaned)
+		}
+		// In any casing, as IIS reads it.
+		if r := matchRoute(routes, decoded, RoutesCaseInsensitive); r != nil &&
+			!strings.EqualFold(cleaned[:min(len(cleaned), len(r.Prefix))], r.Prefix) {
+			t.Fatalf("accepted %q: route %q matches %q in another casing but not its cleaned form %q", target, r.Prefix, decoded, cleaned)
 		}
 	})
 }

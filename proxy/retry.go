@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -63,7 +62,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func refusesBearer(code int, r *Route) bool {
-	return code == http.StatusUnauthorized || (code == http.StatusForbidden && strings.Contains(r.Prefix, "/PublicAPI/"))
+	return code == http.StatusUnauthorized || (code == http.StatusForbidden && containsFold(r.Prefix, "/PublicAPI/"))
 }
 
 // prepareReplay keeps the request body in memory when it is small enough

@@ -14,8 +14,11 @@ import (
 // bodies pass untouched (a sessionUpload object is a few hundred bytes).
 const maxRewriteBody = 1 << 20
 
+// isSessionUpload reports whether r is for Panopto's sessionUpload
+// endpoint, in any casing: IIS matches paths case-insensitively, so
+// /panopto/publicapi/rest/sessionupload is the same endpoint.
 func isSessionUpload(r *http.Request) bool {
-	return strings.Contains(r.URL.Path, "/PublicAPI/REST/sessionUpload")
+	return containsFold(r.URL.Path, "/PublicAPI/REST/sessionUpload")
 }
 
 func isJSON(h http.Header) bool {

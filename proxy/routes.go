@@ -11,14 +11,62 @@ type Route struct {
 	Inject bool // replace the inbound Authorization with the current bearer
 }
 
+// RoutesMatch says how a request path is compared with the routes'
+// prefixes. Only the match is affected: the path is forwarded as sent.
+type RoutesMatch string
+
+const (
+	// RoutesCaseInsensitive matches ASCII letters regardless of case, as
+	// Panopto's IIS does: /panopto/api/ and /Panopto/PublicAPI/Rest/ reach
+	// the same endpoints as /Panopto/api/ and /Panopto/PublicAPI/REST/.
+	// "" means the same.
+	RoutesCaseInsensitive RoutesMatch = "case_insensitive"
+	// RoutesExact matches the prefix byte for byte.
+	RoutesExact RoutesMatch = "exact"
+)
+
 // matchRoute returns the first route whose prefix starts path.
-func matchRoute(routes []Route, path string) *Route {
+func matchRoute(routes []Route, path string, m RoutesMatch) *Route {
 	for i := range routes {
-		if strings.HasPrefix(path, routes[i].Prefix) {
+		if m == RoutesExact && strings.HasPrefix(path, routes[i].Prefix) ||
+			m != RoutesExact && hasPrefixFold(path, routes[i].Prefix) {
 			return &routes[i]
 		}
 	}
 	return nil
+}
+
+// hasPrefixFold is strings.HasPrefix with ASCII letters compared regardless
+// of case. Other bytes must be equal: Unicode folding would let "ſ"
+// (U+017F) stand for "s" and a prefix match a path of another length.
+func hasPrefixFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := range len(prefix) {
+		if a, b := s[i], prefix[i]; a != b && lowerASCII(a) != lowerASCII(b) {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold is strings.Contains with ASCII letters compared regardless
+// of case.
+func containsFold(s, substr string) bool {
+	for i := 0; i+len(substr) <= len(s); i++ {
+		if hasPrefixFold(s[i:], substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // cleanPath reports whether a request path is safe to forward: absolute, no

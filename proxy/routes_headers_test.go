@@ -14,30 +14,41 @@ func TestMatchRouteFirstPrefixWins(t *testing.T) {
 		{Prefix: "/Panopto/Upload/", Inject: false},
 	}
 	for _, tc := range []struct {
-		path string
-		want string // "" = no route
+		path   string
+		exact  string // the route matched with RoutesExact; "" = no route
+		folded string // with RoutesCaseInsensitive (and "")
 	}{
-		{"/Panopto/api/v1/special/x", "/Panopto/api/v1/special/"},
-		{"/Panopto/api/v1/specialx", "/Panopto/api/"},
-		{"/Panopto/api/v1/folders", "/Panopto/api/"},
-		{"/Panopto/Upload/abc/file.mp4", "/Panopto/Upload/"},
-		{"/Panopto/api", ""},
-		{"/panopto/api/v1/folders", ""},
-		{"/Panopto/PublicAPI/REST/sessionUpload", ""},
-		{"/", ""},
-		{"", ""},
+		{"/Panopto/api/v1/special/x", "/Panopto/api/v1/special/", "/Panopto/api/v1/special/"},
+		{"/Panopto/api/v1/specialx", "/Panopto/api/", "/Panopto/api/"},
+		{"/Panopto/api/v1/folders", "/Panopto/api/", "/Panopto/api/"},
+		{"/Panopto/Upload/abc/file.mp4", "/Panopto/Upload/", "/Panopto/Upload/"},
+		{"/Panopto/api", "", ""},
+		{"/panopto/api/v1/folders", "", "/Panopto/api/"},
+		{"/PANOPTO/API/V1/SPECIAL/x", "", "/Panopto/api/v1/special/"},
+		{"/panopto/upload/abc/File.MP4", "", "/Panopto/Upload/"},
+		// ASCII letters only: "ſ" (U+017F) folds to "s" in Unicode, not in IIS.
+		{"/Panopto/api/v1/\u017fpecial/x", "/Panopto/api/", "/Panopto/api/"},
+		{"/Panopto/PublicAPI/REST/sessionUpload", "", ""},
+		{"/", "", ""},
+		{"", "", ""},
 	} {
-		got := matchRoute(routes, tc.path)
-		switch {
-		case tc.want == "" && got != nil:
-			t.Errorf("matchRoute(%q) = %q, want no route", tc.path, got.Prefix)
-		case tc.want != "" && (got == nil || got.Prefix != tc.want):
-			t.Errorf("matchRoute(%q) = %v, want %q", tc.path, got, tc.want)
+		for _, m := range []RoutesMatch{RoutesExact, RoutesCaseInsensitive, ""} {
+			want := tc.folded
+			if m == RoutesExact {
+				want = tc.exact
+			}
+			got := matchRoute(routes, tc.path, m)
+			switch {
+			case want == "" && got != nil:
+				t.Errorf("%q: matchRoute(%q) = %q, want no route", m, tc.path, got.Prefix)
+			case want != "" && (got == nil || got.Prefix != want):
+				t.Errorf("%q: matchRoute(%q) = %v, want %q", m, tc.path, got, want)
+			}
 		}
 	}
 	// The order decides, not the length of the prefix.
 	rev := []Route{routes[1], routes[0]}
-	if got := matchRoute(rev, "/Panopto/api/v1/special/x"); got == nil || got.Prefix != "/Panopto/api/" {
+	if got := matchRoute(rev, "/Panopto/api/v1/special/x", ""); got == nil || got.Prefix != "/Panopto/api/" {
 		t.Errorf("with the general route first, got %v", got)
 	}
 }
@@ -65,9 +76,10 @@ func TestRoutesThroughHandler(t *testing.T) {
 		{"/Panopto/Upload/x/y.mp4", 200, clientAuth},
 		{"/Panopto/api", 404, ""},
 		{"/Panopto/Other/x", 404, ""},
-		{"/", 404, ""},
+		{"/-/", 404, ""},
 		{"/favicon.ico", 404, ""},
-		{"/panopto/api/v1/folders", 404, ""},
+		{"/panopto/api/v1/folders", 200, "Bearer " + access}, // IIS's casing rules; RoutesExact: TestRoutesExactRefusesOddCasing
+		{"/PANOPTO/upload/x/y.mp4", 200, clientAuth},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			before := up.n.Load()
@@ -92,6 +104,15 @@ func TestRoutesThroughHandler(t *testing.T) {
 				t.Fatalf("upstream saw Authorization %q, want %q", got, tc.wantAuth)
 			}
 		})
+	}
+	// "/" matches no route either: it answers the index page (see
+	// TestIndex) and forwards nothing.
+	before := up.n.Load()
+	if code, _, body := e.call(http.MethodGet, "/", nil, "Authorization", clientAuth); code != http.StatusOK || jsonBody(t, body)["service"] != "panopto-sidecar" {
+		t.Errorf("/ answered %d: %s", code, body)
+	}
+	if n := up.n.Load() - before; n != 0 {
+		t.Errorf("the upstream received %d requests for /", n)
 	}
 }
 

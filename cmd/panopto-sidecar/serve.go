@@ -213,6 +213,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		Upstream:            cfg.UpstreamURL(),
 		PublicURL:           cfg.PublicURL,
 		Routes:              routes,
+		RoutesMatch:         proxy.RoutesMatch(cfg.RoutesMatch),
 		Endpoint:            endpointFrom(cfg),
 		AccountsMode:        accountsMode(cfg),
 		AccountsHeader:      cfg.Accounts.Header,

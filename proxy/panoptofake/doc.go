@@ -7,6 +7,11 @@
 // http.Handler. Time comes from Options.Now, so expiry is tested without
 // sleeping. Nothing secret is logged.
 //
+// Like Panopto on IIS, it matches paths case-insensitively: the fixed
+// segments of every path below may come in any casing
+// (/panopto/api/v1/folders, /Panopto/PublicAPI/Rest/sessionUpload); ids and
+// upload keys are taken as sent, and handlers see the path as sent.
+//
 // # OAuth2 (under /Panopto/oauth2)
 //
 //	GET  /.well-known/openid-configuration

@@ -96,7 +96,7 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	now  func() time.Time
-	mux  *http.ServeMux
+	mux  *iisMux
 
 	mu           sync.Mutex
 	clientSecret string
@@ -151,7 +151,7 @@ func New(o Options) *Server {
 }
 
 func (s *Server) routes() {
-	m := http.NewServeMux()
+	m := newIISMux()
 	m.HandleFunc("GET /Panopto/oauth2/.well-known/openid-configuration", s.discovery)
 	m.HandleFunc("GET /Panopto/oauth2/.well-known/openid-configuration/jwks", s.jwks)
 	m.HandleFunc("GET /Panopto/oauth2/connect/authorize", s.authorize)

@@ -142,6 +142,7 @@ func TestDefaults(t *testing.T) {
 			{Prefix: "/Panopto/PublicAPI/", Inject: true},
 			{Prefix: "/Panopto/Upload/", Inject: false},
 		},
+		RoutesMatch:   "case_insensitive",
 		Log:           Log{Level: "info", Format: "auto"},
 		ShutdownGrace: Duration(30 * time.Second),
 		TLS: TLS{Mode: "none", ACME: ACME{
@@ -496,6 +497,7 @@ func TestRestartRequired(t *testing.T) {
 		{"", base + "log: {level: debug}\noauth: {refresh_before: 10m}\nroutes: [{prefix: /Panopto/api/, inject: true}]\nshutdown_grace: 1s", nil},
 		// Applied on reload: the upstream, where credentials come from, the
 		// account cache, the vault: section while tokens are not in Vault.
+		{"", base + "routes_match: exact", nil},
 		{"", base + "upstream: https://other.panopto.com\ncredentials: {source: vault}\naccounts: {max_cache: 5}", nil},
 		{"", base + "vault: {address: http://vault.example:8200, auth: {method: approle, role_id_file: /r, secret_id_file: /s}}", nil},
 		{"", "listen: 127.0.0.1:9128\n", []string{"listen"}},

@@ -71,6 +71,15 @@ const (
 	AccountsLogin AccountsMode = "login"
 )
 
+// RoutesMatch is routes_match: how a request path is compared with the
+// routes' prefixes.
+type RoutesMatch string
+
+const (
+	RoutesCaseInsensitive RoutesMatch = "case_insensitive" // as Panopto's IIS (default)
+	RoutesExact           RoutesMatch = "exact"
+)
+
 // modeList joins values for a message: "token, approle, kubernetes".
 func modeList[T ~string](values []T) string {
 	s := make([]string, len(values))

@@ -224,6 +224,7 @@ func (c *Config) fill(getenv func(string) string) {
 		def(&c.TokenStore.Path, "panopto/token")
 	}
 
+	def(&c.RoutesMatch, RoutesCaseInsensitive)
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "auto")
 	def(&c.TLS.ACME.Directory, DefaultACMEDirectory)

@@ -17,6 +17,7 @@ type Config struct {
 	Credentials         Credentials `yaml:"credentials"`
 	TokenStore          TokenStore  `yaml:"token_store"`
 	Routes              []Route     `yaml:"routes"`
+	RoutesMatch         RoutesMatch `yaml:"routes_match"` // case_insensitive (as Panopto's IIS) | exact
 	Log                 Log         `yaml:"log"`
 	ShutdownGrace       Duration    `yaml:"shutdown_grace"`
 	TLS                 TLS         `yaml:"tls"`

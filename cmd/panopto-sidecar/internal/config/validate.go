@@ -71,6 +71,7 @@ func (c *Config) validate(lines map[string]int) []error {
 		v.problemf("token_store.path", "must not be empty")
 	}
 
+	oneOf(v, "routes_match", c.RoutesMatch, RoutesCaseInsensitive, RoutesExact)
 	c.validateRoutes(v)
 
 	oneOf(v, "log.level", c.Log.Level, "debug", "info", "warn", "error")
@@ -208,13 +209,23 @@ func (c *Config) validateRoutes(v *validator) {
 			v.problemf(p, "must be a clean path without //, . or .. segments; got %q", r.Prefix)
 			continue
 		}
+		// With case-insensitive matching, prefixes that differ only in case
+		// are the same route; the message says so when that is why.
+		fold := c.RoutesMatch != RoutesExact
 		for j, earlier := range c.Routes[:i] {
-			if earlier.Prefix == r.Prefix {
-				v.problemf(p, "duplicate of routes[%d]", j)
+			a, b, why := earlier.Prefix, r.Prefix, ""
+			if fold {
+				a, b = lowerASCII(a), lowerASCII(b)
+				if !strings.HasPrefix(r.Prefix, earlier.Prefix) {
+					why = " (routes_match: case_insensitive)"
+				}
+			}
+			if a == b {
+				v.problemf(p, "duplicate of routes[%d]%s", j, why)
 				break
 			}
-			if strings.HasPrefix(r.Prefix, earlier.Prefix) && strings.HasSuffix(earlier.Prefix, "/") {
-				v.problemf(p, "never matched: routes[%d] (%s) comes first and matches it", j, earlier.Prefix)
+			if strings.HasPrefix(b, a) && strings.HasSuffix(a, "/") {
+				v.problemf(p, "never matched: routes[%d] (%s) comes first and matches it%s", j, earlier.Prefix, why)
 				break
 			}
 		}
@@ -328,4 +339,15 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+// lowerASCII lower-cases the ASCII letters of s only, as route matching
+// does: Unicode folding would let "ſ" (U+017F) stand for "s".
+func lowerASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
