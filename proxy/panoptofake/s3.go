@@ -319,7 +319,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body, bool) {
 		s.mu.Lock()
 		s.stats.UploadRefused++
 		s.mu.Unlock()
-		drain(r)
+		// Read the refused part to its end (parts are at most 25 MiB), so
+		// the client, still sending, reads the error instead of a reset.
+		_, _ = io.CopyN(io.Discard, r.Body, maxPartSize+1<<20)
 		writeS3Error(w, r, http.StatusBadRequest, "NotImplemented", "aws-chunked bodies and trailers are not supported by this upload server.")
 		return body{}, false
 	}
