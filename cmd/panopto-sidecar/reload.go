@@ -63,22 +63,22 @@ func (r *reloader) register(reg prometheus.Registerer) {
 	}, func() float64 { return float64(r.generation.Load()) }))
 }
 
-// status is the config part of /-/status.
+// status is the config part of /-/status; last_reload_at is left out until
+// a reload has been tried.
 func (r *reloader) status() map[string]any {
-	var at any
-	if p := r.lastAt.Load(); p != nil {
-		at = *p
-	}
 	var msg string
 	if p := r.lastErr.Load(); p != nil {
 		msg = *p
 	}
-	return map[string]any{
+	out := map[string]any{
 		"path":              r.path,
 		"generation":        r.generation.Load(),
 		"last_reload_error": msg,
-		"last_reload_at":    at,
 	}
+	if p := r.lastAt.Load(); p != nil {
+		out["last_reload_at"] = *p
+	}
+	return out
 }
 
 // failed records a reload that left the config in force as it was.
