@@ -189,7 +189,8 @@ func (r *reloader) reload(ctx context.Context, apply applyFunc) {
 	gen := r.generation.Add(1)
 	r.lastErr.Store(nil)
 	r.reloads.WithLabelValues("ok").Inc()
-	r.logger.Info("config reloaded", "generation", gen, "took", time.Since(now))
+	// Key names only: a value never reaches the log, whatever the key holds.
+	r.logger.Info("config reloaded", "generation", gen, "changed", config.Changed(cur, eff), "dur", time.Since(now))
 	if len(restart) > 0 {
 		r.logger.Warn("some changed settings take effect only after a restart; they were not applied", "keys", strings.Join(restart, ", "))
 	}
