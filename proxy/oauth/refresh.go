@@ -147,12 +147,12 @@ func (m *Manager) refreshFailed(ctx context.Context, err error, rec Record, leas
 	case errors.Is(err, ErrInvalidGrant):
 		m.count("invalid_grant")
 		if m.password != nil {
-			m.log.Warn("refresh token refused; logging in again with the password grant")
+			m.log.Warn("refresh token refused; logging in again with the password grant", "account", m.key)
 			return m.passwordLogin(ctx, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder}}, leased)
 		}
 		ver, werr := m.store.CompareAndSwap(ctx, m.key, leased, Record{Dropped: droppedInvalidGrant})
 		if werr != nil {
-			m.log.Warn("token store: could not record the dead grant", "err", werr)
+			m.log.Warn("token store: could not record the dead grant", "err", werr, "account", m.key)
 			ver = leased
 		}
 		m.setState(&state{version: ver, dropped: droppedInvalidGrant})
