@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -212,9 +213,8 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": "no token manager"})
 		return
 	}
-	ok, reason := m.Ready()
-	if !ok {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+	if ok, reason := m.Ready(); !ok {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
 			"status": "not_ready", "reason": reason, "login_url": h.opts.Load().PublicURL + "/-/login",
 		})
 		return
@@ -222,8 +222,10 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// status answers /-/status: the default grant's oauth.Status fields at the
+// top level (each once; no zero times), then the sidecar's. With ?account=
+// it answers one account's grant, its fields at the top level the same way.
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	out := map[string]any{}
 	if account := r.URL.Query().Get("account"); account != "" {
 		// One account's grant, asked for by name (names are never listed).
 		m, err := h.deps.Accounts.Manager(r.Context(), account)
@@ -231,19 +233,25 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown_account"})
 			return
 		}
-		st := m.Status()
-		login := h.opts.Load().PublicURL + "/-/login?account=" + url.QueryEscape(account)
-		writeJSON(w, http.StatusOK, map[string]any{"account": account, "connected": st.Connected, "token": st, "login_url": login})
+		out, err := statusFields(m.Status())
+		if err != nil {
+			h.log.Error("status: encode the grant's status", "err", err, "account", account)
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal"})
+			return
+		}
+		out["account"] = account
+		out["login_url"] = h.opts.Load().PublicURL + "/-/login?account=" + url.QueryEscape(account)
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
+	out := map[string]any{}
 	if m := h.defaultManager(r.Context()); m != nil {
-		st := m.Status()
-		out["token"] = st
-		out["connected"] = st.Connected
-		out["expires_at"] = st.ExpiresAt
-		out["obtained_at"] = st.ObtainedAt
-		out["refreshes"] = st.Refreshes
-		out["last_error"] = st.LastError
+		var err error
+		if out, err = statusFields(m.Status()); err != nil {
+			h.log.Error("status: encode the grant's status", "err", err)
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal"})
+			return
+		}
 	}
 	o := h.opts.Load()
 	out["upstream"] = o.Upstream.String()
@@ -256,4 +264,22 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// statusFields returns st's fields as its JSON encoding has them (times not
+// known are left out), to merge into an answer.
+func statusFields(st oauth.Status) (map[string]any, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode status: %w", err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+	out := make(map[string]any, len(fields)+8)
+	for k, v := range fields {
+		out[k] = v
+	}
+	return out, nil
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -127,13 +129,18 @@ func TestStatusCommand(t *testing.T) {
 		if code != 3 {
 			t.Errorf("exit %d, want 3 (not connected); stderr %q", code, stderr)
 		}
-		for _, want := range []string{"NOT CONNECTED", sc.URL + "/-/login", pan.URL} {
+		for _, want := range []string{"NOT CONNECTED", sc.URL + "/-/login", pan.URL, "never_connected", "open " + sc.URL + "/-/login in a browser"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}
 		}
 		if strings.Contains(out, "\x1b[") {
 			t.Errorf("colour codes written to a file:\n%q", out)
+		}
+		// What the command reads: no zero time, no null, each field once.
+		doc := fetch(t, sc.URL+"/-/status")
+		if strings.Contains(doc, "0001-01-01") || strings.Contains(doc, "null") || strings.Contains(doc, `"token":`) {
+			t.Errorf("/-/status before login: %s", doc)
 		}
 	})
 
@@ -165,6 +172,29 @@ func TestStatusCommand(t *testing.T) {
 		assertNoSecrets(t, secrets, map[string]string{"status output": out, "status stderr": stderr})
 	})
 
+	t.Run("after logout", func(t *testing.T) {
+		resp, err := http.Post(sc.URL+"/-/logout", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		out, stderr, code := status(t, nil, "-addr", sc.URL)
+		if code != 3 {
+			t.Errorf("exit %d, want 3 (not connected); stderr %q", code, stderr)
+		}
+		for _, want := range []string{"NOT CONNECTED", "logged_out", "open " + sc.URL + "/-/login in a browser"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "token expires") {
+			t.Errorf("a dropped grant still shows an expiry:\n%s", out)
+		}
+		if doc := fetch(t, sc.URL+"/-/status"); strings.Contains(doc, "0001-01-01") || strings.Contains(doc, "null") {
+			t.Errorf("/-/status after logout: %s", doc)
+		}
+	})
+
 	// The no-colour checks above mean something: on a terminal the same
 	// status is painted.
 	t.Run("colour on a terminal", func(t *testing.T) {
@@ -189,6 +219,50 @@ func TestStatusCommand(t *testing.T) {
 			t.Errorf("exit %d, want 2", code)
 		}
 	})
+}
+
+// TestPrintStatusReasons: each reason /-/status can give is printed with
+// what to do about it, painted only on a terminal.
+func TestPrintStatusReasons(t *testing.T) {
+	const login = "https://sidecar.example/-/login"
+	for reason, want := range map[string]string{
+		"never_connected":         "open " + login + " in a browser",
+		"logged_out":              "open " + login + " in a browser",
+		"refresh_refused":         "open " + login + " in a browser",
+		"credentials_unavailable": "set PANOPTO_CLIENT_ID/PANOPTO_CLIENT_SECRET or check Vault: see the sidecar's log",
+		"refresh_pending":         "retries by itself",
+	} {
+		st := map[string]any{"connected": false, "reason": reason, "login_url": login}
+		var plain, painted strings.Builder
+		printStatus(&plain, "http://127.0.0.1:9127", st, false, time.Now())
+		printStatus(&painted, "http://127.0.0.1:9127", st, true, time.Now())
+		if !strings.Contains(plain.String(), "reason             "+reason+"\n") || !strings.Contains(plain.String(), want) {
+			t.Errorf("%s: output lacks the reason or %q:\n%s", reason, want, plain.String())
+		}
+		if strings.Contains(plain.String(), "\x1b[") {
+			t.Errorf("%s: colour codes without a terminal:\n%q", reason, plain.String())
+		}
+		if !strings.Contains(painted.String(), "\x1b[33m"+reason+"\x1b[0m") {
+			t.Errorf("%s: reason not painted on a terminal:\n%q", reason, painted.String())
+		}
+	}
+	// README.md's Troubleshooting explains every one of them.
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []oauth.Reason{oauth.ReasonNeverConnected, oauth.ReasonLoggedOut, oauth.ReasonRefreshRefused,
+		oauth.ReasonCredentialsUnavailable, oauth.ReasonRefreshPending} {
+		if !strings.Contains(string(readme), "| `"+string(r)+"` |") {
+			t.Errorf("README.md's Troubleshooting has no row for %s", r)
+		}
+	}
+	// Connected: no reason, nothing to do.
+	var b strings.Builder
+	printStatus(&b, "http://127.0.0.1:9127", map[string]any{"connected": true, "login_url": login}, false, time.Now())
+	if strings.Contains(b.String(), "reason") || strings.Contains(b.String(), "what to do") {
+		t.Errorf("connected status gives a reason:\n%s", b.String())
+	}
 }
 
 func TestHealthcheckCommand(t *testing.T) {

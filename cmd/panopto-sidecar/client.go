@@ -149,7 +149,10 @@ func printStatus(w io.Writer, addr string, st map[string]any, color bool, now ti
 	}
 	line("upstream", st["upstream"])
 	if !connected {
-		line("log in at", st["login_url"])
+		reason, _ := st["reason"].(string)
+		login, _ := st["login_url"].(string)
+		line("reason", paint("33", reason))
+		line("what to do", nextStep(reason, login))
 	}
 	if c, ok := st["credentials"].(map[string]any); ok {
 		line("credentials", strings.TrimSpace(fmt.Sprintf("%v %v", c["source"], orEmpty(c["version"]))))
@@ -185,6 +188,19 @@ func printStatus(w io.Writer, addr string, st map[string]any, color bool, now ti
 		line("accounts", strings.Join(parts, " "))
 	}
 	line("uptime", fmt.Sprintf("%vs", st["uptime_seconds"]))
+}
+
+// nextStep says what an operator does about a /-/status reason; an
+// unknown or missing reason (an older or newer sidecar) gets the login.
+func nextStep(reason, loginURL string) string {
+	switch reason {
+	case "credentials_unavailable":
+		return "set PANOPTO_CLIENT_ID/PANOPTO_CLIENT_SECRET or check Vault: see the sidecar's log"
+	case "refresh_pending":
+		return "the sidecar retries by itself; if it persists, see the last error and the sidecar's log"
+	default: // never_connected, logged_out, refresh_refused
+		return "open " + loginURL + " in a browser and sign in to Panopto"
+	}
 }
 
 func orEmpty(v any) any {

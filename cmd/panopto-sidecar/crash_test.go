@@ -137,6 +137,11 @@ type crashRig struct {
 	secrets                     map[string]bool
 }
 
+// loginRequired are the /-/ready reasons only a new login clears.
+var loginRequired = map[string]bool{
+	string(oauth.ReasonNeverConnected): true, string(oauth.ReasonLoggedOut): true, string(oauth.ReasonRefreshRefused): true,
+}
+
 // alive waits until the restarted sidecar has refreshed the grant it found
 // in the store (its own refresh count is at least one) and then serves: a
 // request through it answers 200 and /-/ready is 200. The access token left
@@ -151,7 +156,7 @@ func (r *crashRig) alive(timeout time.Duration) (bool, time.Duration) {
 			return true, time.Since(start)
 		}
 		var ready struct{ Reason string }
-		if getJSONQuiet(r.sc.URL+"/-/ready", &ready) == 503 && strings.Contains(ready.Reason, "login required") {
+		if getJSONQuiet(r.sc.URL+"/-/ready", &ready) == 503 && loginRequired[ready.Reason] {
 			return false, time.Since(start)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -63,22 +63,22 @@ func (r *reloader) register(reg prometheus.Registerer) {
 	}, func() float64 { return float64(r.generation.Load()) }))
 }
 
-// status is the config part of /-/status.
+// status is the config part of /-/status; last_reload_at is left out until
+// a reload has been tried.
 func (r *reloader) status() map[string]any {
-	var at any
-	if p := r.lastAt.Load(); p != nil {
-		at = *p
-	}
 	var msg string
 	if p := r.lastErr.Load(); p != nil {
 		msg = *p
 	}
-	return map[string]any{
+	out := map[string]any{
 		"path":              r.path,
 		"generation":        r.generation.Load(),
 		"last_reload_error": msg,
-		"last_reload_at":    at,
 	}
+	if p := r.lastAt.Load(); p != nil {
+		out["last_reload_at"] = *p
+	}
+	return out
 }
 
 // failed records a reload that left the config in force as it was.
@@ -189,7 +189,8 @@ func (r *reloader) reload(ctx context.Context, apply applyFunc) {
 	gen := r.generation.Add(1)
 	r.lastErr.Store(nil)
 	r.reloads.WithLabelValues("ok").Inc()
-	r.logger.Info("config reloaded", "generation", gen, "took", time.Since(now))
+	// Key names only: a value never reaches the log, whatever the key holds.
+	r.logger.Info("config reloaded", "generation", gen, "changed", config.Changed(cur, eff), "dur", time.Since(now))
 	if len(restart) > 0 {
 		r.logger.Warn("some changed settings take effect only after a restart; they were not applied", "keys", strings.Join(restart, ", "))
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,6 +154,58 @@ func TestConfigReloadUnderTraffic(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestReloadLogNamesChangedKeys: the reload's log line names the keys that
+// changed and holds none of their values, a secret file's path included.
+func TestReloadLogNamesChangedKeys(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
+	base := baseConfig(pan.URL, dir)
+	sc := startSidecar(t, dir, addr, base, nil)
+
+	secretFile := filepath.Join(dir, "inbound-secret-6b1f")
+	const secret = "inbound-shared-secret-value-93c4d1"
+	writeFile(t, secretFile, secret+"\n")
+	next := strings.NewReplacer("refresh_before: 2s", "refresh_before: 7s", "level: debug", "level: info").Replace(base) +
+		"routes:\n  - {prefix: /Panopto/api/, inject: true}\n  - {prefix: /Panopto/Pages/, inject: true}\n" +
+		"inbound: {shared_secret_file: " + secretFile + "}\n"
+	next = strings.NewReplacer("{{LISTEN}}", addr, "{{URL}}", sc.URL).Replace(next)
+	// Replaced in one step, as editors do, so no reload sees half a file.
+	writeFile(t, sc.Config+".new", next)
+	if err := os.Rename(sc.Config+".new", sc.Config); err != nil {
+		t.Fatal(err)
+	}
+
+	var line string
+	testsupport.WaitFor(t, 5*time.Second, "the reload's log line", func() bool {
+		for l := range strings.Lines(sc.Logs.String()) {
+			if strings.Contains(l, `"msg":"config reloaded"`) {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	var rec struct {
+		Changed []string `json:"changed"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatalf("reload log line %q: %v", line, err)
+	}
+	want := []string{"oauth.refresh_before", "routes", "log.level", "inbound.shared_secret_file"}
+	if !slices.Equal(rec.Changed, want) {
+		t.Errorf("changed = %q, want %q\n%s", rec.Changed, want, line)
+	}
+	for _, value := range []string{"7s", "/Panopto/Pages/", `"info"`, secretFile, "inbound-secret-6b1f", secret} {
+		if strings.Contains(line, value) {
+			t.Errorf("the reload log line holds the value %q: %s", value, line)
+		}
+	}
+	if strings.Contains(sc.LogsNow(), secret) {
+		t.Error("the inbound shared secret is in the log")
 	}
 }
 

@@ -28,6 +28,9 @@ func (m *Manager) Start(ctx context.Context) {
 
 // loop refreshes ahead of expiry until ctx ends.
 func (m *Manager) loop(ctx context.Context) {
+	if m.state.Load().grant == nil && m.password == nil {
+		m.probeCredentials(ctx)
+	}
 	for {
 		wait := m.nextWake()
 		t := time.NewTimer(wait)
@@ -89,6 +92,9 @@ func (m *Manager) tick(ctx context.Context) {
 		if err := m.reload(ctx); err != nil {
 			m.recordErr(err)
 		}
+		if m.state.Load().grant == nil {
+			m.probeCredentials(ctx)
+		}
 		return
 	}
 	if m.pending.Load() == nil && s.grant != nil && now.Before(m.due(s)) {
@@ -98,6 +104,17 @@ func (m *Manager) tick(ctx context.Context) {
 	if err != nil && !errors.Is(err, ErrNotConnected) && !errors.Is(err, ErrInvalidGrant) && ctx.Err() == nil {
 		m.log.Warn("token refresh failed; retrying with backoff", "err", err, "account", m.key,
 			"token_valid", usable(m.state.Load().grant, m.now()))
+	}
+}
+
+// probeCredentials reads the client credentials while no grant is held, so
+// that Status tells "credentials_unavailable" from "never_connected" before
+// anyone tries to log in. Reading them costs nothing once they are held.
+func (m *Manager) probeCredentials(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, m.endpoint.Load().Timeout+10*time.Second)
+	defer cancel()
+	if _, err := m.credentials(ctx); err != nil {
+		m.recordErr(err)
 	}
 }
 

@@ -366,7 +366,7 @@ func TestTransientThenInvalidGrant(t *testing.T) {
 	if _, err := m.Token(context.Background()); !errors.Is(err, oauth.ErrNotConnected) {
 		t.Fatalf("after invalid_grant: %v", err)
 	}
-	if ok, reason := m.Ready(); ok || !strings.Contains(reason, "login required") {
+	if ok, reason := m.Ready(); ok || reason != oauth.ReasonRefreshRefused {
 		t.Fatalf("ready = %v %q; status %+v; logs:\n%s", ok, reason, m.Status(), e.logs.String())
 	}
 	if !strings.Contains(e.logs.String(), "login required") || !strings.Contains(e.logs.String(), "http://localhost:9127/-/login") {

@@ -147,16 +147,17 @@ func (m *Manager) refreshFailed(ctx context.Context, err error, rec Record, leas
 	case errors.Is(err, ErrInvalidGrant):
 		m.count("invalid_grant")
 		if m.password != nil {
-			m.log.Warn("refresh token refused; logging in again with the password grant")
+			m.log.Warn("refresh token refused; logging in again with the password grant", "account", m.key)
 			return m.passwordLogin(ctx, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder}}, leased)
 		}
-		ver, werr := m.store.CompareAndSwap(ctx, m.key, leased, Record{Dropped: "invalid_grant"})
+		ver, werr := m.store.CompareAndSwap(ctx, m.key, leased, Record{Dropped: droppedInvalidGrant})
 		if werr != nil {
-			m.log.Warn("token store: could not record the dead grant", "err", werr)
+			m.log.Warn("token store: could not record the dead grant", "err", werr, "account", m.key)
 			ver = leased
 		}
-		m.setState(&state{version: ver, dropped: "invalid_grant"})
-		m.log.Error("Panopto refused the refresh token: login required", "login_url", m.endpoint.Load().LoginURL, "account", m.key)
+		m.setState(&state{version: ver, dropped: droppedInvalidGrant})
+		m.log.Error("Panopto refused the refresh token: login required", "login_url", m.endpoint.Load().LoginURL,
+			"account", m.key, "reason", ReasonRefreshRefused)
 		return err
 	case errors.Is(err, ErrInvalidClient):
 		m.count("invalid_client")
@@ -302,15 +303,24 @@ func (m *Manager) adopt(rec Record, ver int64) {
 	m.setState(&state{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped})
 }
 
-// credentials reads the current client credentials.
+// credentials reads the current client credentials, and records for Status
+// whether they could be read.
 func (m *Manager) credentials(ctx context.Context) (ClientCredentials, error) {
 	m.mu.Lock()
 	src := m.creds
 	m.mu.Unlock()
-	if src == nil {
-		return ClientCredentials{}, errors.New("credentials: no source configured")
+	var c ClientCredentials
+	err := errors.New("credentials: no source configured")
+	if src != nil {
+		c, err = src.Credentials(ctx)
 	}
-	return src.Credentials(ctx)
+	if err != nil && ctx.Err() != nil {
+		return c, err // the caller gave up: says nothing about the source
+	}
+	m.mu.Lock()
+	m.credsFailed = err != nil
+	m.mu.Unlock()
+	return c, err
 }
 
 func (m *Manager) credentialSource() CredentialSource {

@@ -127,8 +127,8 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	fields := map[string]int{}
 	t := v.Type()
 	for i := range t.NumField() {
-		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
-			fields[tag] = i
+		if key := yamlKey(t.Field(i)); key != "" {
+			fields[key] = i
 		}
 	}
 	seen := map[string]int{}
@@ -176,6 +176,16 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 		d.decode(e, s.Index(i), p)
 	}
 	v.Set(s)
+}
+
+// yamlKey is the key f is written under in config.yaml, "" for a field
+// that is not part of the file.
+func yamlKey(f reflect.StructField) string {
+	key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if key == "-" {
+		return ""
+	}
+	return key
 }
 
 func join(path, key string) string {
