@@ -38,6 +38,8 @@ type Options struct {
 	// UploadPartSize and UploadConcurrency shape POST /-/uploads (0: defaults).
 	UploadPartSize    int64
 	UploadConcurrency int
+	// Connect: per-student connection (accounts.mode login).
+	Connect ConnectOptions
 }
 
 // account names the account a request is for: the accounts header's value
@@ -72,6 +74,8 @@ type Deps struct {
 	// Logout revokes a refresh token at Panopto; optional.
 	Revoke func(ctx context.Context, g *oauth.Grant) error
 	Now    func() time.Time
+	// Connect: login tickets and id_token verification.
+	Connect ConnectDeps
 }
 
 // Handler serves every endpoint of the sidecar's listener.
@@ -83,6 +87,7 @@ type Handler struct {
 	log     *slog.Logger
 	started time.Time
 	ups     uploaders
+	conn    connectState
 }
 
 // New returns a handler with the given options.
@@ -115,18 +120,7 @@ func (h *Handler) Options() *Options { return h.opts.Load() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := h.opts.Load()
-	// Absolute-form request targets (a client treating us as a forward
-	// proxy) and CONNECT are refused: only the configured upstream is ever
-	// contacted, and only through a route.
-	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
-		return
-	}
-	if _, conflict := r.Header[FramingConflictHeader]; conflict {
-		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
-		// a broken client. Refuse it, and the connection with it.
-		w.Header().Set("Connection", "close")
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
+	if refuseMalformed(w, r) {
 		return
 	}
 	p := r.URL.Path
@@ -161,12 +155,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/-/logout":
 		h.logout(w, r, o)
 		return
+	case "/-/connect":
+		h.connect(w, r, o)
+		return
+	}
+	if strings.HasPrefix(p, "/-/accounts/") {
+		h.account(w, r, o)
+		return
 	}
 	if p == "/-/uploads" || strings.HasPrefix(p, "/-/uploads/") {
 		h.uploads(w, r, o)
 		return
 	}
 	h.fwd.serve(w, r, o)
+}
+
+// refuseMalformed answers requests no listener serves, and reports whether
+// it did.
+func refuseMalformed(w http.ResponseWriter, r *http.Request) bool {
+	// Absolute-form request targets (a client treating us as a forward
+	// proxy) and CONNECT are refused: only the configured upstream is ever
+	// contacted, and only through a route.
+	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
+		return true
+	}
+	if _, conflict := r.Header[FramingConflictHeader]; conflict {
+		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
+		// a broken client. Refuse it, and the connection with it.
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
+		return true
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
