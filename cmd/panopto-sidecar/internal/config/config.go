@@ -37,6 +37,7 @@ var restartKeys = []struct {
 	get  func(*Config) any
 }{
 	{"listen", func(c *Config) any { return c.Listen }},
+	{"public_listen", func(c *Config) any { return c.PublicListen }},
 	{"upstream", func(c *Config) any { return c.Upstream }},
 	{"upstream_ca_file", func(c *Config) any { return c.UpstreamCAFile }},
 	{"vault.address", func(c *Config) any { return c.Vault.Address }},
