@@ -210,6 +210,7 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 		Transport:   NewTransport(cfg.transport),
 		Logger:      logger.With("component", "proxy"),
 		Metrics:     e.metrics,
+		Connect:     ConnectDeps{Now: clk.Now}, // the stand-in's id_tokens are dated by clk
 	}, Options{
 		Upstream:            e.upURL,
 		PublicURL:           publicURL,
@@ -221,6 +222,7 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 		RetryBodyLimit:      cfg.retry,
 		SharedSecret:        oauth.Secret(cfg.secret),
 		SharedSecretHeader:  secretHeader,
+		Connect:             ConnectOptions{Issuer: e.fakeSrv.URL + "/Panopto/oauth2"},
 	})
 	e.srv.Config.Handler = e.h
 	e.srv.Start()

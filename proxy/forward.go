@@ -125,6 +125,10 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 }
 
 func notConnected(w http.ResponseWriter, o *Options, account string) {
+	if account != "" && o.AccountsMode == oauth.AccountsLogin {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "panopto_not_connected", "account": account, "connect": "POST /-/connect"})
+		return
+	}
 	login := o.PublicURL + "/-/login"
 	if account != "" {
 		login += "?account=" + url.QueryEscape(account)

@@ -40,6 +40,8 @@ type Options struct {
 	// UploadPartSize and UploadConcurrency shape POST /-/uploads (0: defaults).
 	UploadPartSize    int64
 	UploadConcurrency int
+	// Connect: per-student connection (accounts.mode login).
+	Connect ConnectOptions
 }
 
 // account names the account a request is for: the accounts header's value
@@ -74,6 +76,8 @@ type Deps struct {
 	// Logout revokes a refresh token at Panopto; optional.
 	Revoke func(ctx context.Context, g *oauth.Grant) error
 	Now    func() time.Time
+	// Connect: login tickets and id_token verification.
+	Connect ConnectDeps
 }
 
 // Handler serves every endpoint of the sidecar's listener.
@@ -85,6 +89,7 @@ type Handler struct {
 	log     *slog.Logger
 	started time.Time
 	ups     uploaders
+	conn    connectState
 }
 
 // New returns a handler with the given options.
@@ -117,20 +122,7 @@ func (h *Handler) Options() *Options { return h.opts.Load() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := h.opts.Load()
-	// Absolute-form request targets (a client treating us as a forward
-	// proxy) and CONNECT are refused: only the configured upstream is ever
-	// contacted, and only through a route.
-	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
-		h.refused(r, http.StatusBadRequest, "not an origin-form request target")
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
-		return
-	}
-	if _, conflict := r.Header[FramingConflictHeader]; conflict {
-		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
-		// a broken client. Refuse it, and the connection with it.
-		h.refused(r, http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
-		w.Header().Set("Connection", "close")
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
+	if h.refuseMalformed(w, r) {
 		return
 	}
 	p := r.URL.Path
@@ -166,6 +158,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/-/logout":
 		h.logout(w, r, o)
 		return
+	case "/-/connect":
+		h.connect(w, r, o)
+		return
+	}
+	if strings.HasPrefix(p, "/-/accounts/") {
+		h.account(w, r, o)
+		return
 	}
 	if p == "/" && matchRoute(o.Routes, p, o.RoutesMatch) == nil {
 		// Nothing is forwarded from "/": an operator who opens the
@@ -178,6 +177,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.fwd.serve(w, r, o)
+}
+
+// refuseMalformed answers requests no listener serves, logs them with their
+// path as received, and reports whether it did.
+func (h *Handler) refuseMalformed(w http.ResponseWriter, r *http.Request) bool {
+	// Absolute-form request targets (a client treating us as a forward
+	// proxy) and CONNECT are refused: only the configured upstream is ever
+	// contacted, and only through a route.
+	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		h.refused(r, http.StatusBadRequest, "not an origin-form request target")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
+		return true
+	}
+	if _, conflict := r.Header[FramingConflictHeader]; conflict {
+		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
+		// a broken client. Refuse it, and the connection with it.
+		h.refused(r, http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
+		return true
+	}
+	return false
 }
 
 // refused logs a request turned away before any route was looked at, with

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -11,7 +12,8 @@ import (
 )
 
 // The browser-facing login: GET /-/login starts the authorization-code
-// flow, GET /redirect completes it, POST /-/logout forgets the grant.
+// flow (for a student: from a ticket POST /-/connect made), GET /redirect
+// completes it, POST /-/logout forgets the grant.
 
 const bindingCookie = "panopto_sidecar_login"
 
@@ -31,8 +33,21 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
-	account := r.URL.Query().Get("account")
-	if account != "" && o.AccountsMode != oauth.AccountsLogin {
+	q := r.URL.Query()
+	account, returnTo := q.Get("account"), ""
+	switch ticket := q.Get("ticket"); {
+	case ticket != "":
+		var ok bool
+		if account, returnTo, ok = h.redeem(w, r, o, ticket); !ok {
+			return
+		}
+	case account != "" && o.AccountsMode == oauth.AccountsLogin:
+		// Only OnTrack decides which account a browser logs in for: by
+		// the ticket in the link POST /-/connect made.
+		h.audit(r, "login", account, reasonTicketInvalid, errors.New("login: a per-account login needs the link from POST /-/connect"))
+		page(w, http.StatusForbidden, "Cannot connect an account", "Per-student logins start from the link OnTrack gives you.")
+		return
+	case account != "":
 		page(w, http.StatusBadRequest, "Cannot connect an account", "Per-account logins need accounts.mode: login in config.yaml.")
 		return
 	}
@@ -42,7 +57,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		page(w, http.StatusServiceUnavailable, "Cannot start the login", "The sidecar has no Panopto client credentials yet. See its log.")
 		return
 	}
-	l := h.deps.Flow.Begin(o.Endpoint, creds.ID, account)
+	l := h.deps.Flow.BeginReturning(o.Endpoint, creds.ID, account, returnTo)
 	http.SetCookie(w, &http.Cookie{
 		Name: bindingCookie, Value: l.Binding, Path: "/redirect", MaxAge: 600,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(o.PublicURL, "https://"),
@@ -56,13 +71,18 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 	state := q.Get("state")
 	if e := q.Get("error"); e != "" {
 		// Consume the state so it cannot be used afterwards.
-		h.deps.Flow.Complete(state, "", false)
-		h.log.Warn("login: Panopto answered with an error", "err", sanitize(e))
-		msg := "Panopto did not grant access"
+		done, ferr := h.deps.Flow.Finish(state, "", false)
+		reason := reasonExchangeFailed
+		msg := "Panopto did not grant access."
 		if e == "access_denied" {
-			msg = "Access was denied in Panopto. Nothing was changed."
+			reason, msg = reasonAccessDenied, "Access was denied in Panopto. Nothing was changed."
 		}
-		page(w, http.StatusBadRequest, "Not connected", msg+" Start again at "+o.PublicURL+"/-/login.")
+		if ferr != nil {
+			h.log.Warn("login: Panopto answered with an error", "err", sanitize(e))
+			page(w, http.StatusBadRequest, "Not connected", msg+" Start again at "+o.PublicURL+"/-/login.")
+			return
+		}
+		h.endLogin(w, r, o, done, reason, errors.New("login: Panopto answered "+sanitize(e)))
 		return
 	}
 	code := q.Get("code")
@@ -74,25 +94,75 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 	if c, err := r.Cookie(bindingCookie); err == nil {
 		binding = c.Value
 	}
-	verifier, account, err := h.deps.Flow.Complete(state, binding, o.RequireBrowserBinding)
+	done, err := h.deps.Flow.Finish(state, binding, o.RequireBrowserBinding)
 	if err != nil {
 		h.log.Warn("login: callback refused", "err", err)
 		page(w, http.StatusBadRequest, "Not connected", "This login link is unknown, was already used, or has expired ("+err.Error()+"). Start again at "+o.PublicURL+"/-/login.")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: bindingCookie, Value: "", Path: "/redirect", MaxAge: -1})
-	m, err := h.deps.Accounts.Manager(r.Context(), account)
+	m, err := h.deps.Accounts.Manager(r.Context(), done.Account)
 	if err != nil {
-		page(w, http.StatusBadRequest, "Not connected", "The account cannot be connected.")
+		h.endLogin(w, r, o, done, reasonExchangeFailed, err)
 		return
 	}
-	if err := m.Exchange(r.Context(), code, verifier); err != nil {
-		h.log.Error("login: code exchange failed", "err", err, "account", account)
-		page(w, http.StatusBadGateway, "Not connected", "Panopto did not accept the login. See the sidecar's log, then start again at "+o.PublicURL+"/-/login.")
+	// Exchange into a candidate grant; store it only once its identity is
+	// checked, so a refused login leaves the account as it was.
+	g, idToken, err := m.ExchangeCode(r.Context(), code, done.Verifier)
+	if err != nil {
+		h.endLogin(w, r, o, done, reasonExchangeFailed, err)
 		return
 	}
-	st := m.Status()
-	page(w, http.StatusOK, "Connected to Panopto", "The sidecar holds a Panopto token (valid until "+st.ExpiresAt.UTC().Format(time.RFC3339)+") and refreshes it by itself. You can close this page.")
+	id, reason, err := h.verifyIdentity(r.Context(), o, done, idToken)
+	if reason != "" {
+		// Nobody keeps this grant: revoke it rather than leave it alive.
+		if h.deps.Revoke != nil {
+			if rerr := h.deps.Revoke(r.Context(), g); rerr != nil {
+				h.log.Debug("login: revoking the refused grant failed", "err", rerr)
+			}
+		}
+		h.endLogin(w, r, o, done, reason, err)
+		return
+	}
+	g.Identity = id
+	if err := m.Install(r.Context(), g); err != nil {
+		h.endLogin(w, r, o, done, reasonExchangeFailed, err)
+		return
+	}
+	h.endLogin(w, r, o, done, "", nil)
+}
+
+// endLogin leaves the login's audit line and sends the browser back to the
+// login's return_to with the outcome, or answers the sidecar's own page.
+func (h *Handler) endLogin(w http.ResponseWriter, r *http.Request, o *Options, done oauth.Completed, reason string, err error) {
+	result := reason
+	if result == "" {
+		result = "ok"
+	}
+	h.audit(r, "login", done.Account, result, err)
+	if done.ReturnTo != "" {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, returnURL(done.ReturnTo, done.Account, reason), http.StatusFound)
+		return
+	}
+	again := " Start again at " + o.PublicURL + "/-/login."
+	if done.Account != "" {
+		again = " Ask OnTrack for a new login link."
+	}
+	switch reason {
+	case "":
+		var until string
+		if m, merr := h.deps.Accounts.Manager(r.Context(), done.Account); merr == nil {
+			until = " (valid until " + m.Status().ExpiresAt.UTC().Format(time.RFC3339) + ")"
+		}
+		page(w, http.StatusOK, "Connected to Panopto", "The sidecar holds a Panopto token"+until+" and refreshes it by itself. You can close this page.")
+	case reasonAccessDenied:
+		page(w, http.StatusBadRequest, "Not connected", "Access was denied in Panopto. Nothing was changed."+again)
+	case reasonIdentityMismatch:
+		page(w, http.StatusForbidden, "Not connected", "You logged in to Panopto as another user than this link is for. Nothing was changed."+again)
+	default:
+		page(w, http.StatusBadGateway, "Not connected", "Panopto did not accept the login. See the sidecar's log."+again)
+	}
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, o *Options) {
@@ -107,20 +177,13 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown_account"})
 		return
 	}
-	g, err := m.Forget(r.Context(), "logout")
+	revoked, err := h.forget(r.Context(), m, "logout")
 	if err != nil {
-		h.log.Error("logout: could not remove the grant", "err", err)
+		h.audit(r, "logout", account, "store_unavailable", err)
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "store_unavailable"})
 		return
 	}
-	revoked := false
-	if g != nil && h.deps.Revoke != nil {
-		if err := h.deps.Revoke(r.Context(), g); err != nil {
-			h.log.Warn("logout: revocation at Panopto failed; the grant is removed here", "err", err)
-		} else {
-			revoked = true
-		}
-	}
+	h.audit(r, "logout", account, "ok", nil)
 	writeJSON(w, http.StatusOK, map[string]any{"status": "logged_out", "revoked": revoked, "login_url": o.PublicURL + "/-/login"})
 }
 

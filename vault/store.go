@@ -135,6 +135,12 @@ const (
 	keyLeaseHolder  = "lease_holder"
 	keyLeaseUntil   = "lease_until"
 	keyDropped      = "dropped"
+	// The login's Panopto identity, written only when the grant has one;
+	// records without these keys (older ones) decode with no identity.
+	keyIdentitySub      = "identity_sub"
+	keyIdentityUsername = "identity_preferred_username"
+	keyIdentityName     = "identity_name"
+	keyIdentityEmail    = "identity_email"
 )
 
 // encodeRecord writes the grant keys only when there is a grant, the lease
@@ -148,6 +154,12 @@ func encodeRecord(rec oauth.Record) map[string]any {
 		m[keyScope] = g.Scope
 		m[keyExpiresAt] = formatTime(g.Expiry)
 		m[keyObtainedAt] = formatTime(g.ObtainedAt)
+		if id := g.Identity; id != nil {
+			m[keyIdentitySub] = id.Subject
+			m[keyIdentityUsername] = id.PreferredUsername
+			m[keyIdentityName] = id.Name
+			m[keyIdentityEmail] = id.Email
+		}
 	}
 	if l := rec.Lease; l != nil {
 		m[keyLeaseHolder] = l.Holder
@@ -192,6 +204,13 @@ func decodeRecord(m map[string]any) (oauth.Record, error) {
 			Scope:        scope,
 			Expiry:       tm(keyExpiresAt),
 			ObtainedAt:   tm(keyObtainedAt),
+		}
+		if sub, ok := str(keyIdentitySub); ok {
+			id := &oauth.Identity{Subject: sub}
+			id.PreferredUsername, _ = str(keyIdentityUsername)
+			id.Name, _ = str(keyIdentityName)
+			id.Email, _ = str(keyIdentityEmail)
+			rec.Grant.Identity = id
 		}
 	}
 	holder, hasLease := str(keyLeaseHolder)

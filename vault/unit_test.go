@@ -138,6 +138,8 @@ func TestRecordWireForm(t *testing.T) {
 		{"dropped", oauth.Record{Dropped: "invalid_grant"}},
 		{"grant", oauth.Record{Grant: &oauth.Grant{AccessToken: "at", RefreshToken: "rt", TokenType: "Bearer", Scope: "openid api", Expiry: exp, ObtainedAt: exp.Add(-time.Hour)}}},
 		{"grant with zero times", oauth.Record{Grant: &oauth.Grant{AccessToken: "at"}}},
+		{"grant with identity", oauth.Record{Grant: &oauth.Grant{AccessToken: "at", Identity: &oauth.Identity{Subject: "s-1", PreferredUsername: "alice", Name: "Alice A", Email: "alice@example.edu"}}}},
+		{"grant with bare identity", oauth.Record{Grant: &oauth.Grant{AccessToken: "at", Identity: &oauth.Identity{Subject: "alice"}}}},
 		{"lease", oauth.Record{Lease: &oauth.Lease{Holder: "pod-1", Until: exp}}},
 	}
 	for _, tt := range tests {
@@ -189,6 +191,9 @@ func assertRecord(t *testing.T, got, want oauth.Record) {
 		}
 		if g.TokenType != w.TokenType || g.Scope != w.Scope {
 			t.Errorf("type/scope = %q/%q, want %q/%q", g.TokenType, g.Scope, w.TokenType, w.Scope)
+		}
+		if (g.Identity == nil) != (w.Identity == nil) || g.Identity != nil && *g.Identity != *w.Identity {
+			t.Errorf("identity = %+v, want %+v", g.Identity, w.Identity)
 		}
 		if !g.Expiry.Equal(w.Expiry) || !g.ObtainedAt.Equal(w.ObtainedAt) {
 			t.Errorf("times = %v/%v, want %v/%v", g.Expiry, g.ObtainedAt, w.Expiry, w.ObtainedAt)

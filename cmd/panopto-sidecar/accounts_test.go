@@ -113,8 +113,9 @@ func TestAccountsIdentityProvider(t *testing.T) {
 }
 
 // TestAccountsLogin: accounts.mode login: each user connects once through
-// /-/login?account=NAME; an unconnected account gets 503 with its own login
-// URL, never another user's token; logout revokes at Panopto.
+// a login link OnTrack asked for (POST /-/connect); an unconnected account
+// gets 503 saying where to connect, never another user's token; logout
+// revokes at Panopto.
 func TestAccountsLogin(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -123,25 +124,33 @@ func TestAccountsLogin(t *testing.T) {
 	sc := startSidecar(t, dir, addr, cfg, nil)
 
 	loginAs := func(acct string) {
+		code, out := connectLink(t, sc.URL, acct, "")
+		if code != http.StatusCreated {
+			t.Fatalf("connect %s: %d %v", acct, code, out)
+		}
 		jar, _ := cookiejar.New(nil)
 		c := &http.Client{Jar: jar}
-		resp, err := c.Get(sc.URL + "/-/login?account=" + acct)
+		resp, err := c.Get(out["login_url"].(string))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "Connected to Panopto") {
 			t.Fatalf("login %s: %d %s", acct, resp.StatusCode, b)
 		}
+	}
+	// Without a link nobody logs in for an account.
+	if code := statusCode(sc.URL + "/-/login?account=alice"); code != http.StatusForbidden {
+		t.Fatalf("/-/login?account=alice without a link: %d", code)
 	}
 	loginAs("alice")
 	loginAs("bob")
 	interleave(t, sc.URL, map[string]string{"alice": "alice", "bob": "bob"}, 50)
 
-	// carol never connected: 503 with carol's login URL.
+	// carol never connected: 503 saying where to connect.
 	code, body, _ := whoami(sc.URL, "carol")
-	if code != 503 || !strings.Contains(body, `/-/login?account=carol`) {
+	if code != 503 || !strings.Contains(body, `"account":"carol"`) || !strings.Contains(body, `"connect":"POST /-/connect"`) {
 		t.Fatalf("carol: %d %s", code, body)
 	}
 	// No header: the default grant, which nobody connected.

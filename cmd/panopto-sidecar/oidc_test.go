@@ -143,17 +143,19 @@ func (p *oidcPeer) stats(t *testing.T) oidcPeerStats {
 	return s
 }
 
-// issued lists every access and refresh token the peer handed out.
+// issued lists every access token, refresh token and id_token the peer
+// handed out.
 func (p *oidcPeer) issued(t *testing.T) []string {
 	t.Helper()
 	var v struct {
 		AccessTokens  []string `json:"access_tokens"`
 		RefreshTokens []string `json:"refresh_tokens"`
+		IDTokens      []string `json:"id_tokens"`
 	}
 	if code := getJSON(t, p.URL+"/_issued", &v); code != 200 {
 		t.Fatalf("oidc peer issued: %d", code)
 	}
-	return append(v.AccessTokens, v.RefreshTokens...)
+	return append(append(v.AccessTokens, v.RefreshTokens...), v.IDTokens...)
 }
 
 // loginThroughOIDC follows /-/login to the end as a browser does, and

@@ -73,11 +73,17 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	pub, err := s.listenPublic(ctx, cfg, srv.TLSConfig)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	s.accounts.Start(ctx)
 	go s.reloader.watch(ctx, s.apply)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	pub.start(errc)
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "upstream", cfg.Upstream,
 		"token_store", cfg.TokenStore.Type, "credentials", cfg.Credentials.Source, "tls", cfg.TLS.Mode,
 		"version", currentVersion().Version)
@@ -108,7 +114,10 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	log.Info("shutting down: no new connections, waiting for requests in flight", "grace", grace)
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer scancel()
+	pubDone := make(chan struct{})
+	go func() { pub.shutdown(sctx); close(pubDone) }()
 	err = srv.Shutdown(sctx)
+	<-pubDone
 	s.vault.Close()
 	if err != nil {
 		log.Warn("grace period over; closing the remaining connections", "err", err)
@@ -166,6 +175,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 		Metrics:     s.metrics,
 		Status:      s.statusExtras,
 		Revoke:      s.revoke,
+		Connect:     proxy.ConnectDeps{Store: s.store, HTTPClient: s.tokenHTTP},
 	}, s.proxyOptions(cfg))
 	s.reloader.register(s.metrics.Registry)
 	s.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -230,6 +240,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		// (a cookie set by /-/login): a login link cannot be replayed or
 		// pushed into someone else's browser.
 		RequireBrowserBinding: true,
+		Connect:               connectOptions(cfg),
 	}
 	if cfg.Inbound.SharedSecretFile != "" {
 		if b, err := os.ReadFile(cfg.Inbound.SharedSecretFile); err == nil {

@@ -41,6 +41,7 @@ type fileRecord struct {
 	LeaseHolder  string    `json:"lease_holder,omitempty"`
 	LeaseUntil   time.Time `json:"lease_until,omitzero"`
 	Dropped      string    `json:"dropped,omitempty"`
+	Identity     *Identity `json:"identity,omitempty"`
 }
 
 func (s *FileStore) file(key string) string {
@@ -89,6 +90,7 @@ func (fr fileRecord) record() Record {
 			Scope:        fr.Scope,
 			Expiry:       fr.ExpiresAt,
 			ObtainedAt:   fr.ObtainedAt,
+			Identity:     fr.Identity,
 		}
 	}
 	if fr.LeaseHolder != "" {
@@ -107,6 +109,7 @@ func toFileRecord(rec Record, version int64) fileRecord {
 		fr.Scope = g.Scope
 		fr.ExpiresAt = g.Expiry
 		fr.ObtainedAt = g.ObtainedAt
+		fr.Identity = g.Identity
 	}
 	if l := rec.Lease; l != nil {
 		fr.LeaseHolder = l.Holder

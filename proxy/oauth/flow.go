@@ -29,6 +29,7 @@ type pendingLogin struct {
 	verifier string
 	nonce    string
 	account  string
+	returnTo string   // where the browser goes when the login ends; "" for the sidecar's page
 	binding  [32]byte // sha256 of the browser's cookie value
 	expires  time.Time
 }
@@ -68,6 +69,12 @@ func randomString(n int) string {
 // Begin starts a login for account ("" is the default grant) against ep,
 // with the given client id.
 func (f *LoginFlow) Begin(ep Endpoint, clientID, account string) Login {
+	return f.BeginReturning(ep, clientID, account, "")
+}
+
+// BeginReturning starts a login as Begin does, and keeps returnTo (checked
+// by the caller) for the callback.
+func (f *LoginFlow) BeginReturning(ep Endpoint, clientID, account, returnTo string) Login {
 	state := randomString(24)
 	verifier := oauth2.GenerateVerifier()
 	nonce := randomString(16)
@@ -95,6 +102,7 @@ func (f *LoginFlow) Begin(ep Endpoint, clientID, account string) Login {
 		verifier: verifier,
 		nonce:    nonce,
 		account:  account,
+		returnTo: returnTo,
 		binding:  sha256.Sum256([]byte(binding)),
 		expires:  now.Add(f.ttl),
 	}
@@ -121,24 +129,40 @@ func (f *LoginFlow) Begin(ep Endpoint, clientID, account string) Login {
 	return Login{URL: u, State: state, Binding: binding}
 }
 
+// Completed is what a callback needs of its pending login.
+type Completed struct {
+	Verifier string // PKCE verifier for the code exchange
+	Nonce    string // the nonce the id_token must carry
+	Account  string // "" is the default grant
+	ReturnTo string // "" for the sidecar's own page
+}
+
 // Complete consumes state (once, whatever the outcome) and returns the PKCE
 // verifier and the account the login is for. If requireBinding, binding
 // must be the cookie value Begin handed to the same browser.
 func (f *LoginFlow) Complete(state, binding string, requireBinding bool) (verifier, account string, err error) {
+	c, err := f.Finish(state, binding, requireBinding)
+	return c.Verifier, c.Account, err
+}
+
+// Finish consumes state (once, whatever the outcome) and returns its
+// pending login. If requireBinding, binding must be the cookie value Begin
+// handed to the same browser.
+func (f *LoginFlow) Finish(state, binding string, requireBinding bool) (Completed, error) {
 	f.mu.Lock()
 	p, ok := f.pending[state]
 	delete(f.pending, state)
 	f.mu.Unlock()
 	if !ok || f.now().After(p.expires) {
-		return "", "", ErrBadState
+		return Completed{}, ErrBadState
 	}
 	if requireBinding {
 		got := sha256.Sum256([]byte(binding))
 		if binding == "" || subtle.ConstantTimeCompare(got[:], p.binding[:]) != 1 {
-			return "", "", ErrWrongBrowser
+			return Completed{}, ErrWrongBrowser
 		}
 	}
-	return p.verifier, p.account, nil
+	return Completed{Verifier: p.verifier, Nonce: p.nonce, Account: p.account, ReturnTo: p.returnTo}, nil
 }
 
 // Pending reports how many logins are waiting for their callback.

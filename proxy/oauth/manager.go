@@ -96,6 +96,9 @@ type Status struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Unpersisted bool      `json:"unpersisted,omitempty"`
 	StoreVer    int64     `json:"store_version"`
+	// Identity is the Panopto user of the held grant, when its login
+	// carried an id_token.
+	Identity *Identity `json:"identity,omitempty"`
 }
 
 // Reason says why a manager holds no usable access token.
@@ -240,19 +243,45 @@ func (m *Manager) ForceRefresh(ctx context.Context, refused *Grant) (*Grant, err
 
 // Exchange completes an authorization-code login: it trades code (with the
 // PKCE verifier) for a grant, stores it, and serves it. A login replaces
-// whatever grant was stored.
+// whatever grant was stored. The id_token, if any, is not looked at: callers
+// that verify it use ExchangeCode and Install.
 func (m *Manager) Exchange(ctx context.Context, code, verifier string) error {
+	g, _, err := m.ExchangeCode(ctx, code, verifier)
+	if err != nil {
+		return err
+	}
+	return m.Install(ctx, g)
+}
+
+// ExchangeCode trades code (with the PKCE verifier) for a candidate grant
+// and returns it with the token response's raw id_token ("" when there was
+// none). Nothing is stored or served: the caller checks the identity, then
+// calls Install, or drops the grant.
+func (m *Manager) ExchangeCode(ctx context.Context, code, verifier string) (*Grant, Secret, error) {
 	creds, err := m.credentials(ctx)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	ep := m.endpoint.Load()
+	var idToken Secret
 	g, err := m.calls.do(ctx, "exchange", ep, func(ctx context.Context) (*oauth2.Token, error) {
-		return ep.oauth2Config(creds).Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		tok, err := ep.oauth2Config(creds).Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if tok != nil {
+			if s, ok := tok.Extra("id_token").(string); ok {
+				idToken = Secret(s)
+			}
+		}
+		return tok, err
 	})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
+	return g, idToken, nil
+}
+
+// Install stores g, a grant a person just obtained by logging in, over
+// whatever the store holds, and serves it.
+func (m *Manager) Install(ctx context.Context, g *Grant) error {
 	if g.RefreshToken.IsZero() {
 		m.log.Warn("Panopto granted no refresh token; the sidecar cannot refresh and will need a new login within the hour (add offline_access to oauth.scopes)")
 	}
@@ -320,6 +349,7 @@ func (m *Manager) Status() Status {
 		st.ExpiresAt = s.grant.Expiry
 		st.ObtainedAt = s.grant.ObtainedAt
 		st.Scope = s.grant.Scope
+		st.Identity = s.grant.Identity
 	}
 	return st
 }

@@ -118,7 +118,7 @@ func (p *Pool) Manager(_ context.Context, account string) (*Manager, error) {
 	if account == "" {
 		return p.def, nil
 	}
-	if p.mode == AccountsOff || !validAccount(account) {
+	if p.mode == AccountsOff || !ValidAccount(account) {
 		return nil, ErrUnknownAccount
 	}
 	settings := p.settings.Load()
@@ -219,8 +219,9 @@ func idpPassword(username string, appKey Secret) Secret {
 	return Secret(base64.StdEncoding.EncodeToString(sum[:]))
 }
 
-// validAccount bounds what a header may name: a Panopto username.
-func validAccount(a string) bool {
+// ValidAccount bounds what a header, a login ticket or an accounts URL may
+// name: a Panopto username (1-256 bytes, no spaces, controls, '/' or '\\').
+func ValidAccount(a string) bool {
 	if len(a) == 0 || len(a) > 256 {
 		return false
 	}

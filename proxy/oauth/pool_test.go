@@ -65,8 +65,8 @@ func TestValidAccount(t *testing.T) {
 		{`NetID\alice`, false},
 		{"../alice", false},
 	} {
-		if got := validAccount(c.name); got != c.ok {
-			t.Errorf("validAccount(%q) = %v, want %v", c.name, got, c.ok)
+		if got := ValidAccount(c.name); got != c.ok {
+			t.Errorf("ValidAccount(%q) = %v, want %v", c.name, got, c.ok)
 		}
 	}
 }

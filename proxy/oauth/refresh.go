@@ -109,6 +109,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		if ng.Scope == "" {
 			ng.Scope = g.Scope
 		}
+		ng.Identity = g.Identity // a refresh is the same login: the same Panopto user
 		return m.persist(ctx, ng, leased, "refreshed")
 	}
 }

@@ -15,6 +15,9 @@ type Grant struct {
 	Scope        string    `json:"scope,omitempty"`
 	Expiry       time.Time `json:"expires_at"`
 	ObtainedAt   time.Time `json:"obtained_at"`
+	// Identity is the Panopto user the login's id_token named; nil when the
+	// login carried no id_token (or predates identities). Refreshes keep it.
+	Identity *Identity `json:"identity,omitempty"`
 }
 
 // Valid reports whether the access token can still be used at now.

@@ -48,6 +48,7 @@ type Profile struct {
 type oidcState struct {
 	nextFault IDTokenFault
 	profiles  map[string]Profile
+	issued    []string // every id_token handed out
 }
 
 // signingKeyID is the kid of the one key in the JWKS.
@@ -152,5 +153,17 @@ func (s *Server) idTokenLocked(r *http.Request, g *grant) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("id token: sign: %w", err)
 	}
-	return jws.CompactSerialize()
+	tok, err := jws.CompactSerialize()
+	if err == nil {
+		s.oidc.issued = append(s.oidc.issued, tok)
+	}
+	return tok, err
+}
+
+// IDTokens returns every id_token this server handed out, for tests that
+// look for them where none may appear. Secrets includes them too.
+func (s *Server) IDTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.oidc.issued...)
 }

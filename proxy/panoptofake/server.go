@@ -301,8 +301,9 @@ func drain(r *http.Request) {
 }
 
 // Secrets returns every secret this server has handed out or holds: the
-// client secret, and the access tokens, refresh tokens and codes it issued
-// that it still remembers. Tests scan a sidecar's output for them.
+// client secret, the access tokens, refresh tokens and codes it issued
+// that it still remembers, and every id_token it issued. Tests scan a
+// sidecar's output for them.
 func (s *Server) Secrets() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -316,5 +317,5 @@ func (s *Server) Secrets() []string {
 	for k := range s.codes {
 		out = append(out, k)
 	}
-	return out
+	return append(out, s.oidc.issued...)
 }

@@ -18,15 +18,20 @@
 //     OIDC_CLIENT_ID      the sidecar's client (default ontrack-sidecar)
 //     OIDC_CLIENT_SECRET  its secret, client_secret_basic
 //     OIDC_REDIRECT_URI   its one registered redirect URI (the sidecar's /redirect)
-//     OIDC_ACCOUNT        the account the interaction logs in (default ontrack-service)
+//     OIDC_ACCOUNT        the account the interaction logs in when the authorize
+//                         request names none (default ontrack-service)
+//     OIDC_USERS          comma-separated login names a login_hint may name
+//                         (default alice,bob,mallory); id_tokens carry sub = the name
 //
 //   Served on the issuer's path (Panopto's layout):
 //     /Panopto/oauth2/.well-known/openid-configuration   discovery
 //     /Panopto/oauth2/connect/authorize                  code flow, PKCE S256 required
 //     /Panopto/oauth2/connect/token                      authorization_code, refresh_token
 //     /Panopto/oauth2/connect/revocation, /connect/introspect, /connect/userinfo, /jwks
-//     /Panopto/oauth2/interaction/:uid                   no human: logs OIDC_ACCOUNT in,
-//                                                        consents to what was asked
+//     /Panopto/oauth2/interaction/:uid                   no human: logs in the user the
+//                                                        login_hint names (one of OIDC_USERS),
+//                                                        else OIDC_ACCOUNT; consents to what
+//                                                        was asked
 //   and beside it:
 //     /Panopto/api/v1/...  protected API stand-in: introspects the bearer at
 //                          /connect/introspect as resource server client
@@ -35,8 +40,10 @@
 //     GET /_stats          counts: API requests, inactive bearers, token calls
 //                          by grant type, refresh tokens consumed, reuse
 //                          detections, grants revoked, errors
-//     GET /_issued         every access and refresh token value issued (a test
-//                          peer only: lets a test look for leaks of any cycle)
+//     GET /_issued         every access token, refresh token and id_token issued
+//                          (a test peer only: lets a test look for leaks of any cycle)
+//     POST /_next_login?user=NAME   the next login logs NAME in, whatever the
+//                          login_hint says (a student using someone else's link)
 //
 //   Token policy: opaque access tokens for the API resource (scope "api",
 //   aud = {origin}/Panopto/api) whatever the client asks (resource
@@ -58,6 +65,8 @@ const clientID = env.OIDC_CLIENT_ID || 'ontrack-sidecar';
 const clientSecret = env.OIDC_CLIENT_SECRET || 'client-secret-4f9a2c71e0';
 const redirectURI = env.OIDC_REDIRECT_URI || 'http://127.0.0.1:9127/redirect';
 const account = env.OIDC_ACCOUNT || 'ontrack-service';
+const users = new Set((env.OIDC_USERS || 'alice,bob,mallory').split(',').filter(Boolean));
+let nextLogin = ''; // one-shot override of the next login's user
 const apiClientID = 'panopto-api';
 const apiClientSecret = randomBytes(24).toString('base64url');
 
@@ -186,7 +195,10 @@ provider.on('grant.error', (_ctx, err) => {
 });
 // Every token value handed out (opaque: the value is the jti), so a test can
 // look for any of them, from any refresh cycle, where none may appear.
-const issued = { access_tokens: [], refresh_tokens: [] };
+const issued = { access_tokens: [], refresh_tokens: [], id_tokens: [] };
+provider.on('grant.success', (ctx) => {
+  if (typeof ctx.body?.id_token === 'string') issued.id_tokens.push(ctx.body.id_token);
+});
 provider.on('access_token.saved', (token) => {
   stats.access_tokens_issued++;
   issued.access_tokens.push(token.jti);
@@ -209,7 +221,12 @@ async function interaction(req, res) {
   const { prompt, params, session, grantId } = details;
   if (prompt.name === 'login') {
     stats.logins++;
-    await provider.interactionFinished(req, res, { login: { accountId: account } }, { mergeWithLastSubmission: false });
+    let who = users.has(params.login_hint) ? params.login_hint : account;
+    if (nextLogin) {
+      who = nextLogin;
+      nextLogin = '';
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: who } }, { mergeWithLastSubmission: false });
     return;
   }
   if (prompt.name === 'consent') {
@@ -296,6 +313,9 @@ server.on('request', (req, res) => {
     json(res, 200, stats);
   } else if (req.method === 'GET' && path === '/_issued') {
     json(res, 200, issued);
+  } else if (req.method === 'POST' && path === '/_next_login') {
+    nextLogin = new URL(req.url, origin).searchParams.get('user') ?? '';
+    json(res, 200, { next_login: nextLogin });
   } else if (path.startsWith('/Panopto/api/')) {
     api(req, res).catch(fail);
   } else if (path.startsWith(`${prefix}/interaction/`)) {

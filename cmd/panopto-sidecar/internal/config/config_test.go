@@ -124,6 +124,7 @@ func TestDefaults(t *testing.T) {
 			Scopes:        []string{"openid", "api", "offline_access"},
 			ClientAuth:    "basic",
 			RefreshBefore: Duration(5 * time.Minute),
+			Issuer:        "https://deakin.au.panopto.com/Panopto/oauth2",
 		},
 		Vault: Vault{
 			Address: "http://127.0.0.1:8200",
@@ -150,9 +151,10 @@ func TestDefaults(t *testing.T) {
 			HTTPPort:  80, TLSALPNPort: 443, Storage: "certmagic",
 		}},
 		RetryBodyLimit: 1 << 20,
-		Accounts:       Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour)},
-		Inbound:        Inbound{SharedSecretHeader: "X-Sidecar-Auth"},
-		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2},
+		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour),
+			TicketTTL: Duration(10 * time.Minute), IdentityTemplate: "{account}"},
+		Inbound: Inbound{SharedSecretHeader: "X-Sidecar-Auth"},
+		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
 			Idle:            Duration(120 * time.Second),

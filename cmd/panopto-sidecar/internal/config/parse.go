@@ -154,7 +154,7 @@ func defaults() Config {
 		ShutdownGrace:  Duration(30 * time.Second),
 		TLS:            TLS{ACME: ACME{HTTPPort: 80, TLSALPNPort: 443}},
 		RetryBodyLimit: 1 << 20,
-		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour)},
+		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute)},
 		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
@@ -194,6 +194,7 @@ func (c *Config) fill(getenv func(string) string) {
 		def(&c.OAuth.AuthorizeURL, base+"authorize")
 		def(&c.OAuth.TokenURL, base+"token")
 		def(&c.OAuth.RevocationURL, base+"revocation")
+		def(&c.OAuth.Issuer, c.Upstream+"/Panopto/oauth2")
 	}
 
 	def(&c.Vault.Address, getenv("VAULT_ADDR"))
@@ -231,6 +232,7 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&c.TLS.ACME.Storage, "certmagic") // relative to the working directory, like the token file
 	def(&c.Accounts.Mode, AccountsOff)
 	def(&c.Accounts.Header, "X-Panopto-User")
+	def(&c.Accounts.IdentityTemplate, "{account}")
 	def(&c.Inbound.SharedSecretHeader, "X-Sidecar-Auth")
 }
 

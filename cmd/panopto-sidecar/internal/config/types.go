@@ -9,6 +9,7 @@ import "time"
 // written in YAML as Go durations ("5m", "30s").
 type Config struct {
 	Listen              string      `yaml:"listen"`
+	PublicListen        string      `yaml:"public_listen"` // "" (off) or host:port serving only the student's login pages
 	PublicURL           string      `yaml:"public_url"`
 	Upstream            string      `yaml:"upstream"`
 	UpstreamCAFile      string      `yaml:"upstream_ca_file"` // extra PEM roots for the upstream, besides the system's
@@ -37,6 +38,7 @@ type OAuth struct {
 	Scopes        []string   `yaml:"scopes"`         // default [openid, api, offline_access]
 	ClientAuth    ClientAuth `yaml:"client_auth"`    // basic | body
 	RefreshBefore Duration   `yaml:"refresh_before"` // default 5m
+	Issuer        string     `yaml:"issuer"`         // OpenID issuer of id_tokens, default {upstream}/Panopto/oauth2
 	// Password grant (grant: password): the Panopto user's name and password
 	// come from the environment (PANOPTO_USERNAME, PANOPTO_PASSWORD) or from
 	// Vault (credentials.username_key / password_key) when credentials.source is vault.
@@ -112,6 +114,11 @@ type Accounts struct {
 	Provider  string       `yaml:"provider"`   // idp: the identity provider's name in Panopto
 	MaxCache  int          `yaml:"max_cache"`  // LRU size of grants held in memory, default 1000
 	IdleEvict Duration     `yaml:"idle_evict"` // drop an account's grant from memory after this idle time, default 1h
+	// Per-student connection (mode login).
+	ReturnTo         []string `yaml:"return_to"`         // URL prefixes a login may return the browser to
+	TicketTTL        Duration `yaml:"ticket_ttl"`        // how long a login link works, default 10m
+	IdentityClaim    string   `yaml:"identity_claim"`    // "" (no check) | sub | preferred_username | name | email
+	IdentityTemplate string   `yaml:"identity_template"` // what the claim must equal, default {account}
 }
 
 // Inbound controls who may use the sidecar when it listens beyond loopback.

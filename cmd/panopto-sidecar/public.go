@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
+	"github.com/doubtfire-lms/panopto-sidecar/proxy"
+)
+
+// connectOptions turns the per-student connection keys into the proxy's.
+func connectOptions(cfg *config.Config) proxy.ConnectOptions {
+	return proxy.ConnectOptions{
+		ReturnTo:         append([]string(nil), cfg.Accounts.ReturnTo...),
+		TicketTTL:        cfg.Accounts.TicketTTL.D(),
+		IdentityClaim:    cfg.Accounts.IdentityClaim,
+		IdentityTemplate: cfg.Accounts.IdentityTemplate,
+		Issuer:           cfg.OAuth.Issuer,
+	}
+}
+
+// publicServer is the public listener (public_listen): the students' login
+// pages and nothing else. A nil *publicServer is "not configured"; every
+// method is then a no-op.
+type publicServer struct {
+	srv *http.Server
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// listenPublic binds public_listen when it is set. mainTLS is the main
+// listener's TLS config (nil for plain HTTP): the public listener serves the
+// same certificate, but never asks browsers for a client certificate.
+func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS *tls.Config) (*publicServer, error) {
+	if cfg.PublicListen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.PublicListen)
+	if err != nil {
+		return nil, fmt.Errorf("public_listen %s: %w", cfg.PublicListen, err)
+	}
+	log := s.log.With("component", "public")
+	srv := &http.Server{
+		Handler:           s.handler.Public(),
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
+		ReadTimeout:       30 * time.Second, // a browser's GET has no body to wait for
+		WriteTimeout:      60 * time.Second, // a callback exchanges the code: one token call
+		IdleTimeout:       cfg.Timeouts.Idle.D(),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if mainTLS != nil {
+		tc := mainTLS.Clone()
+		tc.ClientAuth, tc.ClientCAs = tls.NoClientCert, nil
+		srv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
+	} else {
+		ln = proxy.FramingGuard(ln, srv.MaxHeaderBytes)
+	}
+	return &publicServer{srv: srv, ln: ln, log: log}, nil
+}
+
+// start serves in the background; a failure to serve goes to errc.
+func (p *publicServer) start(errc chan<- error) {
+	if p == nil {
+		return
+	}
+	go func() {
+		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve public_listen: %w", err)
+		}
+	}()
+	p.log.Info("listening for students' logins", "addr", p.ln.Addr().String(), "serves", "/-/login?ticket, /redirect, /-/healthz")
+}
+
+// shutdown stops accepting and waits for requests in flight until ctx ends,
+// then closes what is left.
+func (p *publicServer) shutdown(ctx context.Context) {
+	if p == nil {
+		return
+	}
+	if err := p.srv.Shutdown(ctx); err != nil {
+		p.log.Warn("grace period over; closing the remaining connections", "err", err)
+		p.srv.Close()
+	}
+}
