@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -187,18 +186,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, o *Options) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "logged_out", "revoked": revoked, "login_url": o.PublicURL + "/-/login"})
 }
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>{{.Title}} · panopto-sidecar</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style>
-</head><body><h1>{{.Title}}</h1><p>{{.Body}}</p></body></html>
-`))
-
 func page(w http.ResponseWriter, code int, title, body string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	w.WriteHeader(code)
-	_ = pageTmpl.Execute(w, struct{ Title, Body string }{title, body})
+	writeHTML(w, code, "page", struct{ Title, Body string }{title, body})
 }
 
 // sanitize bounds a value taken from a request before it is logged.
