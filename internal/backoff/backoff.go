@@ -6,6 +6,7 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -33,4 +34,20 @@ func step(attempt int, base, max time.Duration) time.Duration {
 		d *= 2
 	}
 	return d
+}
+
+// Sleep waits d, or until ctx ends, whichever comes first, and returns
+// ctx's error in the second case. A d of zero or less returns at once.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -1,6 +1,8 @@
 package backoff
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -83,5 +85,24 @@ func TestRetrySequence(t *testing.T) {
 	attempt = 0
 	if d := Delay(attempt, time.Second, time.Minute); d > time.Second {
 		t.Errorf("after reset: %v", d)
+	}
+}
+
+func TestSleep(t *testing.T) {
+	ctx := context.Background()
+	if err := Sleep(ctx, 20*time.Millisecond); err != nil {
+		t.Fatalf("a full sleep: %v", err)
+	}
+	if err := Sleep(ctx, 0); err != nil {
+		t.Fatalf("no sleep: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	start := time.Now()
+	if err := Sleep(cctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled sleep: %v, want context.Canceled", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("a cancelled sleep waited %v", took)
 	}
 }

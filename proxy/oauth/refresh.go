@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 	"golang.org/x/oauth2"
 )
 
@@ -228,14 +229,7 @@ func (m *Manager) waitLease(ctx context.Context, until time.Time) error {
 	if left := until.Sub(m.now()); left < d {
 		d = max(left, 10*time.Millisecond)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Sleep(ctx, d)
 }
 
 // passwordLogin obtains a grant with the password grant (no browser) and

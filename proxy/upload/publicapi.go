@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 )
 
 const sessionUploadPath = "/Panopto/PublicAPI/REST/sessionUpload"
@@ -142,7 +144,7 @@ func (u *Uploader) api(ctx context.Context, tokens Tokens, method, path string, 
 		case (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && waits < 3:
 			discard(resp)
 			waits++
-			if err := u.sleep(ctx, retryAfter(resp, u.o.MaxRetryAfter, waits)); err != nil {
+			if err := backoff.Sleep(ctx, retryAfter(resp, u.o.MaxRetryAfter, waits)); err != nil {
 				return err
 			}
 			continue
@@ -173,20 +175,6 @@ func retryAfter(resp *http.Response, limit time.Duration, attempt int) time.Dura
 		d = time.Until(t)
 	}
 	return min(limit, d)
-}
-
-func (u *Uploader) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func discard(resp *http.Response) {

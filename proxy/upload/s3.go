@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 )
 
 // s3Upload is one object's multipart upload at an upload target. Requests
@@ -100,7 +102,7 @@ func (s *s3Upload) part(ctx context.Context, n int, data []byte) (string, error)
 			wait = retryAfter(resp, s.u.o.MaxRetryAfter, attempt)
 		}
 		s.u.log.Warn("upload: part failed, retrying", "part", n, "attempt", attempt, "err", err)
-		if serr := s.u.sleep(ctx, wait); serr != nil {
+		if serr := backoff.Sleep(ctx, wait); serr != nil {
 			return "", err
 		}
 	}

@@ -98,13 +98,9 @@ func (m *Manager) startACME(ctx context.Context, o Options) error {
 		delay := backoff.Delay(attempt-1, acmeRetryMin, acmeRetryMax)
 		m.logger.Warn("acme: obtaining certificate failed, retrying",
 			"err", err, "domains", a.Domains, "attempt", attempt, "retry_in", delay.String())
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if serr := backoff.Sleep(ctx, delay); serr != nil {
 			cache.Stop()
-			return fmt.Errorf("tls: acme: no certificate for %v after %d attempts: %w", a.Domains, attempt, errors.Join(err, ctx.Err()))
-		case <-t.C:
+			return fmt.Errorf("tls: acme: no certificate for %v after %d attempts: %w", a.Domains, attempt, errors.Join(err, serr))
 		}
 	}
 	m.logger.Info("acme certificate ready", "domains", a.Domains, "directory", dir)
