@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/md5"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -23,33 +22,6 @@ import (
 )
 
 const oneShotAppKey = "7c1d2e3f-app-key-for-unilms"
-
-// fastPattern is panoptofake.PatternReader's data (byte i is i mod 251),
-// produced by copying from a table so that even under -race a GiB costs
-// little of the test's own time.
-type fastPattern struct{ off, n int64 }
-
-var patternTable = func() []byte {
-	b := make([]byte, 251*512)
-	for i := range b {
-		b[i] = byte(i % 251)
-	}
-	return b
-}()
-
-func (p *fastPattern) Read(b []byte) (int, error) {
-	if p.off >= p.n {
-		return 0, io.EOF
-	}
-	b = b[:min(int64(len(b)), p.n-p.off)]
-	n := 0
-	for n < len(b) {
-		start := (p.off + int64(n)) % 251
-		n += copy(b[n:], patternTable[start:start+min(int64(len(patternTable))-start, 251*511)])
-	}
-	p.off += int64(n)
-	return n, nil
-}
 
 // pacedReader sends r in 1 MiB steps with a pause between them, so an
 // upload lasts long enough for tokens of a few seconds to expire.
@@ -200,7 +172,7 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 	for i, account := range []string{"alice", "bob"} {
 		go func() {
 			// About 3 s per upload: past a 2 s token's life.
-			body := &pacedReader{r: &fastPattern{n: size}, pause: 120 * time.Millisecond, step: 1 << 20}
+			body := &pacedReader{r: panoptofake.PatternReader(size), pause: 120 * time.Millisecond, step: 1 << 20}
 			n := int64(size)
 			if i == 1 {
 				n = -1 // chunked
@@ -226,7 +198,7 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 			t.Errorf("%s's upload created by %q, want %q", r.account, info.CreatedBy, want)
 		}
 		obj := info.Objects[a.Name]
-		if obj.Size != size || len(obj.PartSizes) != 5 || obj.ETag != patternETag(size, 5<<20) {
+		if obj.Size != size || len(obj.PartSizes) != 5 || obj.ETag != panoptofake.PatternETag(size, 5<<20) {
 			t.Errorf("%s: object %+v", r.account, obj)
 		}
 		if m := info.Manifest; m == nil || m.Title != "Task <7.2> by "+r.account || strings.Join(m.Files, ",") != a.Name {
@@ -271,20 +243,6 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 	}
 	assertNoSecrets(t, append(secretsIn(t, dir), pan.Secrets()...), map[string]string{"logs": logs, "metrics": metrics})
 	t.Logf("two uploads of %.1f MiB each, paced, with 2 s tokens: %v; %d token calls", float64(size)/(1<<20), elapsed.Round(time.Millisecond), st.Issued)
-}
-
-// patternETag is the multipart ETag of n pattern bytes in parts of size.
-func patternETag(n, size int64) string {
-	var sums []byte
-	r := &fastPattern{n: n}
-	parts := 0
-	for off := int64(0); off < n; off += size {
-		h := md5.New()
-		_, _ = io.CopyN(h, r, min(size, n-off))
-		sums = append(sums, h.Sum(nil)...)
-		parts++
-	}
-	return fmt.Sprintf(`"%x-%d"`, md5.Sum(sums), parts)
 }
 
 // TestUploadOneRequestRefusals: bad parameters are answered 400 and an
@@ -349,7 +307,7 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 	}
 	w := bufio.NewWriter(conn)
 	fmt.Fprintf(w, "POST /-/uploads?folder_id=%s&name=killed.mp4 HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", panoptofake.FolderOnTrack, addr, 100<<20)
-	if _, err := io.CopyN(w, &fastPattern{n: 100 << 20}, 20<<20); err != nil {
+	if _, err := io.CopyN(w, panoptofake.PatternReader(100<<20), 20<<20); err != nil {
 		t.Fatal(err)
 	}
 	w.Flush()
@@ -388,7 +346,7 @@ func TestUploadOneRequest1GiB(t *testing.T) {
 	cmd, base, logPath := rs.cmd, rs.base, rs.logPath
 
 	start := time.Now()
-	a := postUpload(t, base, "", "folder_id="+panoptofake.FolderStaff+"&name=lecture.mp4", &fastPattern{n: size}, size)
+	a := postUpload(t, base, "", "folder_id="+panoptofake.FolderStaff+"&name=lecture.mp4", panoptofake.PatternReader(size), size)
 	took := time.Since(start)
 	hwm := vmHWM(t, cmd.Process.Pid)
 	if a.Status != 201 || a.Bytes != size {

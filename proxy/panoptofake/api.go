@@ -1,7 +1,9 @@
 package panoptofake
 
 import (
+	"crypto/md5"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -335,6 +337,16 @@ func PatternReader(n int64) io.ReadSeeker { return &pattern{n: n} }
 
 type pattern struct{ off, n int64 }
 
+// patternTable holds 512 periods of the pattern: Read copies from it, so
+// producing a GiB costs little even under the race detector.
+var patternTable = func() []byte {
+	b := make([]byte, 251*512)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}()
+
 func (p *pattern) Read(b []byte) (int, error) {
 	if p.off >= p.n {
 		return 0, io.EOF
@@ -342,11 +354,27 @@ func (p *pattern) Read(b []byte) (int, error) {
 	if rem := p.n - p.off; int64(len(b)) > rem {
 		b = b[:rem]
 	}
-	for i := range b {
-		b[i] = byte((p.off + int64(i)) % 251)
+	for n := 0; n < len(b); {
+		start := (p.off + int64(n)) % 251
+		n += copy(b[n:], patternTable[start:])
 	}
 	p.off += int64(len(b))
 	return len(b), nil
+}
+
+// PatternETag is the S3 multipart ETag of PatternReader(n) uploaded in parts
+// of partSize: the MD5 of the parts' MD5s, and the number of parts.
+func PatternETag(n, partSize int64) string {
+	var sums []byte
+	r := PatternReader(n)
+	parts := 0
+	for off := int64(0); off < n; off += partSize {
+		h := md5.New()
+		_, _ = io.CopyN(h, r, min(partSize, n-off))
+		sums = append(sums, h.Sum(nil)...)
+		parts++
+	}
+	return fmt.Sprintf(`"%x-%d"`, md5.Sum(sums), parts)
 }
 
 func (p *pattern) Seek(offset int64, whence int) (int64, error) {

@@ -2,7 +2,6 @@ package upload
 
 import (
 	"context"
-	"crypto/md5"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -131,20 +130,6 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
-// patternETag is the multipart ETag of n pattern bytes in parts of size.
-func patternETag(n, size int64) string {
-	var sums []byte
-	r := panoptofake.PatternReader(n)
-	parts := 0
-	for off := int64(0); off < n; off += size {
-		h := md5.New()
-		_, _ = io.CopyN(h, r, min(size, n-off))
-		sums = append(sums, h.Sum(nil)...)
-		parts++
-	}
-	return fmt.Sprintf(`"%x-%d"`, md5.Sum(sums), parts)
-}
-
 func params(name string, size int64) Params {
 	return Params{FolderID: panoptofake.FolderCOS10009, Name: name, Title: "Task 7.2 <demo> & notes", Description: "From OnTrack", Account: "alice", Size: size}
 }
@@ -199,8 +184,8 @@ func TestUploadReachesComplete(t *testing.T) {
 				t.Fatalf("status %+v (%s)", st, info.Message)
 			}
 			obj := info.Objects["week 3 & more.mp4"]
-			if obj.Size != size || obj.ETag != patternETag(size, 5*mib) || len(obj.PartSizes) != 5 {
-				t.Fatalf("object %+v, want ETag %s", obj, patternETag(size, 5*mib))
+			if obj.Size != size || obj.ETag != panoptofake.PatternETag(size, 5*mib) || len(obj.PartSizes) != 5 {
+				t.Fatalf("object %+v, want ETag %s", obj, panoptofake.PatternETag(size, 5*mib))
 			}
 			m := info.Manifest
 			if m == nil || m.Title != "Task 7.2 <demo> & notes" || m.Description != "From OnTrack" || m.Date == "" ||
