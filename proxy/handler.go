@@ -190,12 +190,12 @@ func (h *Handler) refuseMalformed(w http.ResponseWriter, r *http.Request) bool {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "only origin-form request targets are accepted"})
 		return true
 	}
-	if _, conflict := r.Header[FramingConflictHeader]; conflict {
-		// Both Content-Length and Transfer-Encoding: a smuggling attempt or
-		// a broken client. Refuse it, and the connection with it.
-		h.refused(r, http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
+	if reason, refused := framingRefusal(r); refused {
+		// Ambiguous framing (see FramingGuard): a smuggling attempt or a
+		// broken client. Refuse it, and the connection with it.
+		h.refused(r, http.StatusBadRequest, reason)
 		w.Header().Set("Connection", "close")
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "a request may not carry both Content-Length and Transfer-Encoding"})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "ambiguous request framing: " + reason})
 		return true
 	}
 	return false

@@ -62,7 +62,7 @@ func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS 
 		srv.TLSConfig = tc
 		ln = tls.NewListener(ln, tc)
 	} else {
-		ln = proxy.FramingGuard(ln, srv.MaxHeaderBytes)
+		ln = proxy.FramingGuard(srv, ln)
 	}
 	return &publicServer{srv: srv, ln: ln, log: log}, nil
 }

@@ -288,11 +288,12 @@ func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server,
 		srv.TLSConfig = tc
 		ln = tls.NewListener(ln, tc)
 	} else {
-		// Plain HTTP/1: refuse requests framed two ways (Content-Length and
-		// Transfer-Encoding) instead of letting the server re-frame them.
+		// Plain HTTP/1: refuse requests framed ambiguously (Content-Length
+		// and Transfer-Encoding, folded headers, …) instead of letting the
+		// server re-frame them.
 		// Over TLS the server needs the *tls.Conn itself (HTTP/2, ALPN), so
 		// there it re-frames as RFC 9112 allows an intermediary to.
-		ln = proxy.FramingGuard(ln, srv.MaxHeaderBytes)
+		ln = proxy.FramingGuard(srv, ln)
 	}
 	return srv, ln, nil
 }
