@@ -90,11 +90,12 @@ func (r *reloader) failed(err error) {
 
 // watch reloads the config when its directory changes (editors rename files;
 // Kubernetes ConfigMaps swap a ..data symlink, so the file itself is never
-// written) or on SIGHUP, until ctx ends.
+// written) or on SIGHUP, until ctx ends. The watches are in place when it
+// returns, so a change made once the sidecar answers is seen (and a SIGHUP
+// does not kill it); the reloading goes on in a goroutine.
 func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
 	var events <-chan fsnotify.Event
 	var errs <-chan error
@@ -102,7 +103,6 @@ func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 	if err != nil {
 		r.logger.Warn("config watch unavailable; reload with SIGHUP", "err", err)
 	} else {
-		defer w.Close()
 		dir := filepath.Dir(r.path)
 		if err := w.Add(dir); err != nil {
 			r.logger.Warn("config watch unavailable; reload with SIGHUP", "err", err, "dir", dir)
@@ -110,6 +110,16 @@ func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 			events, errs = w.Events, w.Errors
 		}
 	}
+	go func() {
+		defer signal.Stop(hup)
+		if w != nil {
+			defer w.Close()
+		}
+		r.loop(ctx, apply, hup, events, errs)
+	}()
+}
+
+func (r *reloader) loop(ctx context.Context, apply applyFunc, hup <-chan os.Signal, events <-chan fsnotify.Event, errs <-chan error) {
 	var debounce *time.Timer
 	var fire <-chan time.Time
 	for {

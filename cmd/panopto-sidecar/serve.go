@@ -79,7 +79,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		return err
 	}
 	s.accounts.Start(ctx)
-	go s.reloader.watch(ctx, s.apply)
+	s.reloader.watch(ctx, s.apply)
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
