@@ -74,22 +74,11 @@ func anyPrefixed(problems []string, prefix string) bool {
 	return false
 }
 
-// checkFiles opens the files the config names, as serve would, so check
-// catches a missing certificate or secret file before a deployment does.
+// checkFiles opens the certificate files the config names, as serve would,
+// so check catches a missing one before a deployment does. (config.Load
+// has read the files holding secrets.)
 func checkFiles(cfg *config.Config) []string {
 	var out []string
-	secret := func(key, path string) {
-		if path == "" {
-			return
-		}
-		b, err := os.ReadFile(path)
-		switch {
-		case err != nil:
-			out = append(out, fmt.Sprintf("%s: %v", key, err))
-		case strings.TrimSpace(string(b)) == "":
-			out = append(out, fmt.Sprintf("%s: %s is empty", key, path))
-		}
-	}
 	pemFile := func(key, path string) {
 		if path == "" {
 			return
@@ -115,21 +104,8 @@ func checkFiles(cfg *config.Config) []string {
 	}
 	pemFile("upstream_ca_file", cfg.UpstreamCAFile)
 	pemFile("inbound.client_ca_file", cfg.Inbound.ClientCAFile)
-	secret("inbound.shared_secret_file", cfg.Inbound.SharedSecretFile)
 	if cfg.NeedsVault() {
 		pemFile("vault.ca_cert", cfg.Vault.CACert)
-		a := cfg.Vault.Auth
-		switch a.Method {
-		case "token":
-			secret("vault.auth.token_file", a.TokenFile)
-		case "approle":
-			secret("vault.auth.role_id_file", a.RoleIDFile)
-			secret("vault.auth.secret_id_file", a.SecretIDFile)
-		case "kubernetes":
-			// Outside the pod the service-account token is absent: serve
-			// would not start there either.
-			secret("vault.auth.jwt_file", a.JWTFile)
-		}
 	}
 	return out
 }

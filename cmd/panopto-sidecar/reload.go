@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -34,6 +35,10 @@ type reloader struct {
 	lastErr    atomic.Pointer[string]
 	lastAt     atomic.Pointer[time.Time]
 	reloads    *prometheus.CounterVec
+
+	// secretTried is the digest of the secret files' content last seen
+	// differ from the config in force; see secretsChanged.
+	secretTried [sha256.Size]byte
 }
 
 // applyFunc makes next the live config, or fails and changes nothing.
@@ -90,11 +95,13 @@ func (r *reloader) failed(err error) {
 
 // watch reloads the config when its directory changes (editors rename files;
 // Kubernetes ConfigMaps swap a ..data symlink, so the file itself is never
-// written) or on SIGHUP, until ctx ends.
+// written), when a file holding a secret changes, or on SIGHUP, until ctx
+// ends. The watches are in place when it returns, so a change made once the
+// sidecar answers is seen (and a SIGHUP does not kill it); the reloading goes
+// on in a goroutine.
 func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
 	var events <-chan fsnotify.Event
 	var errs <-chan error
@@ -102,7 +109,6 @@ func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 	if err != nil {
 		r.logger.Warn("config watch unavailable; reload with SIGHUP", "err", err)
 	} else {
-		defer w.Close()
 		dir := filepath.Dir(r.path)
 		if err := w.Add(dir); err != nil {
 			r.logger.Warn("config watch unavailable; reload with SIGHUP", "err", err, "dir", dir)
@@ -110,6 +116,18 @@ func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 			events, errs = w.Events, w.Errors
 		}
 	}
+	go func() {
+		defer signal.Stop(hup)
+		if w != nil {
+			defer w.Close()
+		}
+		r.loop(ctx, apply, hup, events, errs)
+	}()
+}
+
+func (r *reloader) loop(ctx context.Context, apply applyFunc, hup <-chan os.Signal, events <-chan fsnotify.Event, errs <-chan error) {
+	secrets := time.NewTicker(secretPoll)
+	defer secrets.Stop()
 	var debounce *time.Timer
 	var fire <-chan time.Time
 	for {
@@ -119,6 +137,11 @@ func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 		case <-hup:
 			r.logger.Info("SIGHUP: reloading config")
 			r.reload(ctx, apply)
+		case <-secrets.C:
+			if r.secretsChanged() {
+				r.logger.Info("a file holding a secret changed: reloading config")
+				r.reload(ctx, apply)
+			}
 		case ev, ok := <-events:
 			if !ok {
 				events = nil

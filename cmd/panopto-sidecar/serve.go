@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -79,7 +78,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		return err
 	}
 	s.accounts.Start(ctx)
-	go s.reloader.watch(ctx, s.apply)
+	s.reloader.watch(ctx, s.apply)
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -242,13 +241,12 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		RequireBrowserBinding: true,
 		Connect:               connectOptions(cfg),
 	}
-	if cfg.Inbound.SharedSecretFile != "" {
-		if b, err := os.ReadFile(cfg.Inbound.SharedSecretFile); err == nil {
-			o.SharedSecret = oauth.Secret(strings.TrimSpace(string(b)))
-		} else {
-			s.log.Error("inbound.shared_secret_file: cannot read; every request will be refused", "err", err)
-			o.SharedSecret = oauth.Secret("\x00unreadable")
-		}
+	// config.Load read the file and refused a blank one: the secret comes
+	// with the config it belongs to, and is never empty while the file is
+	// set. Should that ever break, refuse every request rather than none.
+	o.SharedSecret = cfg.Secrets.SharedSecret
+	if cfg.Inbound.SharedSecretFile != "" && o.SharedSecret.IsZero() {
+		o.SharedSecret = oauth.Secret("\x00no shared secret loaded")
 	}
 	return o
 }

@@ -1,18 +1,26 @@
 package config
 
-import "reflect"
+import (
+	"reflect"
+	"slices"
+)
 
 // Changed returns the key paths whose settings differ between cur and next
 // ("routes", "oauth.refresh_before", "log.level"), in the schema's order.
 // Mappings are compared key by key down to their settings; a list or a
-// scalar is one setting. Only names are returned, never a value, so the
-// result may be logged whatever the keys hold.
+// scalar is one setting. A secret file whose content changed is named after
+// those, unless its key is among them already. Only names are returned,
+// never a value, so the result may be logged whatever the keys hold.
 func Changed(cur, next *Config) []string {
 	if cur == nil || next == nil {
 		return nil
 	}
 	var keys []string
 	changed(reflect.ValueOf(cur).Elem(), reflect.ValueOf(next).Elem(), "", &keys)
+	const shared = "inbound.shared_secret_file"
+	if cur.Secrets.SharedSecret != next.Secrets.SharedSecret && !slices.Contains(keys, shared) {
+		keys = append(keys, shared)
+	}
 	return keys
 }
 

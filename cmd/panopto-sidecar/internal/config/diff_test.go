@@ -38,6 +38,15 @@ func TestChanged(t *testing.T) {
 		{"a list's order", func(c *Config) { c.OAuth.Scopes = []string{"api", "openid"} }, []string{"oauth.scopes"}},
 		{"nested mapping", func(c *Config) { c.Vault.Auth.TokenFile = "/elsewhere" }, []string{"vault.auth.token_file"}},
 		{"secret file path", func(c *Config) { c.Inbound.SharedSecretFile = "/run/secrets/other" }, []string{"inbound.shared_secret_file"}},
+		{"secret file content", func(c *Config) { c.Secrets.SharedSecret = "rotated" }, []string{"inbound.shared_secret_file"}},
+		{"secret file path and content", func(c *Config) {
+			c.Inbound.SharedSecretFile = "/run/secrets/other"
+			c.Secrets.SharedSecret = "rotated"
+		}, []string{"inbound.shared_secret_file"}},
+		{"secret content after other keys", func(c *Config) {
+			c.Log.Level = "debug"
+			c.Secrets.SharedSecret = "rotated"
+		}, []string{"log.level", "inbound.shared_secret_file"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,8 +26,10 @@ const (
 	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 )
 
-// Load reads the config file at path and parses it; see Parse. Every problem
-// it reports names the file.
+// Load reads the config file at path, parses it (see Parse) and reads the
+// files it names that hold secrets (see Secrets): an empty, white-space-only
+// or unreadable one is a problem of its key, like any invalid setting. Every
+// problem it reports names the config file.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -36,14 +38,13 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(data, getenv)
-	if err != nil {
-		var errs []error
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			errs = j.Unwrap()
-		} else {
-			errs = []error{err}
-		}
+	c, lines, errs := parse(data, getenv)
+	if c == nil {
+		return nil, fmt.Errorf("%s: %w", path, errs[0])
+	}
+	errs = append(errs, c.readSecrets(lines)...)
+	if len(errs) > 0 {
+		sortByLine(errs)
 		for i, e := range errs {
 			errs[i] = fmt.Errorf("%s: %w", path, e)
 		}
@@ -75,9 +76,26 @@ func (e notFoundError) Unwrap() error { return e.err }
 //
 // A string key written as "" takes its default, as if absent. Numbers,
 // durations, lists and booleans keep what is written, so an explicit 0 or []
-// is validated rather than replaced. Parse never reads files the config names
-// (certificates, secrets): those are checked where they are used.
+// is validated rather than replaced. Parse never reads files the config names:
+// Load reads those holding secrets; certificates are checked where they are
+// used.
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	c, _, errs := parse(data, getenv)
+	switch {
+	case c == nil:
+		return nil, errs[0]
+	case len(errs) > 0:
+		sortByLine(errs)
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// parse is Parse returning what Load needs besides: the config even when it
+// has problems (nil only when the document could not be decoded at all,
+// with the one error why), the line of every key in the file, and the
+// problems unsorted.
+func parse(data []byte, getenv func(string) string) (*Config, map[string]int, []error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
@@ -87,15 +105,15 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	case errors.Is(err, io.EOF):
 		doc = yaml.Node{}
 	case err != nil:
-		return nil, fmt.Errorf("invalid yaml: %w", err)
+		return nil, nil, []error{fmt.Errorf("invalid yaml: %w", err)}
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, fmt.Errorf("invalid yaml: %w", err)
+		return nil, nil, []error{fmt.Errorf("invalid yaml: %w", err)}
 	default:
-		return nil, &Problem{Line: next.Line, Msg: "more than one YAML document (---): put every key in one"}
+		return nil, nil, []error{&Problem{Line: next.Line, Msg: "more than one YAML document (---): put every key in one"}}
 	}
 
 	c := defaults()
@@ -116,12 +134,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	// A key that failed to decode kept its default, so validating the rest
 	// adds no noise and reports every problem in one go.
 	c.fill(getenv)
-	errs := append(d.errs(), c.validate(d.lines)...)
-	sortByLine(errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return &c, nil
+	return &c, d.lines, append(d.errs(), c.validate(d.lines)...)
 }
 
 // sortByLine orders problems as they appear in the file; those about keys

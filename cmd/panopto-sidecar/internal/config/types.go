@@ -28,6 +28,9 @@ type Config struct {
 	Inbound             Inbound     `yaml:"inbound"`
 	Timeouts            Timeouts    `yaml:"timeouts"`
 	Uploads             Uploads     `yaml:"uploads"`
+
+	// Secrets are read from the files named above by Load; not in the file.
+	Secrets Secrets `yaml:"-"`
 }
 
 type OAuth struct {
