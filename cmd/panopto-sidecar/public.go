@@ -12,6 +12,7 @@ import (
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
+	"golang.org/x/net/netutil"
 )
 
 // connectOptions turns the per-student connection keys into the proxy's.
@@ -29,9 +30,10 @@ func connectOptions(cfg *config.Config) proxy.ConnectOptions {
 // pages and nothing else. A nil *publicServer is "not configured"; every
 // method is then a no-op.
 type publicServer struct {
-	srv *http.Server
-	ln  net.Listener
-	log *slog.Logger
+	srv      *http.Server
+	ln       net.Listener
+	log      *slog.Logger
+	maxConns int
 }
 
 // listenPublic binds public_listen when it is set. mainTLS is the main
@@ -41,7 +43,7 @@ func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS 
 	if cfg.PublicListen == "" {
 		return nil, nil
 	}
-	ln, err := net.Listen("tcp", cfg.PublicListen)
+	raw, err := net.Listen("tcp", cfg.PublicListen)
 	if err != nil {
 		return nil, fmt.Errorf("public_listen %s: %w", cfg.PublicListen, err)
 	}
@@ -60,11 +62,22 @@ func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS 
 		tc := mainTLS.Clone()
 		tc.ClientAuth, tc.ClientCAs = tls.NoClientCert, nil
 		srv.TLSConfig = tc
-		ln = tls.NewListener(ln, tc)
-	} else {
-		ln = proxy.FramingGuard(srv, ln)
 	}
-	return &publicServer{srv: srv, ln: ln, log: log}, nil
+	ln := publicListener(raw, cfg.PublicMaxConns, srv)
+	return &publicServer{srv: srv, ln: ln, log: log, maxConns: cfg.PublicMaxConns}, nil
+}
+
+// publicListener wraps the bound public listener: at most maxConns
+// connections are held open at once (the rest wait in the kernel's accept
+// queue until one closes, as with nginx's worker_connections), then TLS when
+// srv.TLSConfig is set, else the request-smuggling guard (which chains
+// srv.ConnState, so set that first).
+func publicListener(ln net.Listener, maxConns int, srv *http.Server) net.Listener {
+	ln = netutil.LimitListener(ln, maxConns)
+	if srv.TLSConfig != nil {
+		return tls.NewListener(ln, srv.TLSConfig)
+	}
+	return proxy.FramingGuard(srv, ln)
 }
 
 // start serves in the background; a failure to serve goes to errc.
@@ -77,7 +90,7 @@ func (p *publicServer) start(errc chan<- error) {
 			errc <- fmt.Errorf("serve public_listen: %w", err)
 		}
 	}()
-	p.log.Info("listening for students' logins", "addr", p.ln.Addr().String(), "serves", "/-/login?ticket, /redirect, /-/healthz")
+	p.log.Info("listening for students' logins", "addr", p.ln.Addr().String(), "serves", "/-/login?ticket, /redirect, /-/healthz", "max_conns", p.maxConns)
 }
 
 // shutdown stops accepting and waits for requests in flight until ctx ends,

@@ -151,6 +151,7 @@ func TestDefaults(t *testing.T) {
 			HTTPPort:  80, TLSALPNPort: 443, Storage: "certmagic",
 		}},
 		RetryBodyLimit: 1 << 20,
+		PublicMaxConns: 1024,
 		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour),
 			TicketTTL: Duration(10 * time.Minute), IdentityTemplate: "{account}"},
 		Inbound: Inbound{SharedSecretHeader: "X-Sidecar-Auth"},

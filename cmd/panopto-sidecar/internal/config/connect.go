@@ -40,8 +40,16 @@ func (c *Config) validateConnect(v *validator, listenHost string) {
 		v.problemf("accounts.identity_template", "must contain {account}; got %q", a.IdentityTemplate)
 	}
 
+	if c.PublicMaxConns < 1 || c.PublicMaxConns > 1<<20 {
+		v.problemf("public_max_conns", "must be within 1-1048576; got %d", c.PublicMaxConns)
+	}
 	if c.PublicListen == "" {
 		return
+	}
+	if c.RewriteUploadTarget {
+		v.problemf("rewrite_upload_target", "cannot be used with public_listen: the rewritten UploadTarget would name public_url, "+
+			"which reaches the login-only public listener (404 for uploads); set rewrite_upload_target: false and upload with POST /-/uploads, "+
+			"which needs no UploadTarget, or drop public_listen")
 	}
 	_, p, err := net.SplitHostPort(c.PublicListen)
 	switch {

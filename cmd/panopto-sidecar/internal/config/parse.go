@@ -167,6 +167,7 @@ func defaults() Config {
 		ShutdownGrace:  Duration(30 * time.Second),
 		TLS:            TLS{ACME: ACME{HTTPPort: 80, TLSALPNPort: 443}},
 		RetryBodyLimit: 1 << 20,
+		PublicMaxConns: 1024,
 		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute)},
 		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2},
 		Timeouts: Timeouts{

@@ -13,6 +13,7 @@ import "reflect"
 var restartOnly = []restartKey{
 	{path: "listen", keep: field(func(c *Config) *string { return &c.Listen })},
 	{path: "public_listen", keep: field(func(c *Config) *string { return &c.PublicListen })},
+	{path: "public_max_conns", keep: field(func(c *Config) *int { return &c.PublicMaxConns })},
 	{path: "tls", keep: field(func(c *Config) *TLS { return &c.TLS })},
 	{path: "inbound.client_ca_file", keep: field(func(c *Config) *string { return &c.Inbound.ClientCAFile })},
 	{path: "timeouts", keep: field(func(c *Config) *Timeouts { return &c.Timeouts })},

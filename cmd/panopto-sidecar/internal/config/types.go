@@ -9,7 +9,8 @@ import "time"
 // written in YAML as Go durations ("5m", "30s").
 type Config struct {
 	Listen              string      `yaml:"listen"`
-	PublicListen        string      `yaml:"public_listen"` // "" (off) or host:port serving only the student's login pages
+	PublicListen        string      `yaml:"public_listen"`    // "" (off) or host:port serving only the student's login pages
+	PublicMaxConns      int         `yaml:"public_max_conns"` // connections public_listen holds open at once, default 1024
 	PublicURL           string      `yaml:"public_url"`
 	Upstream            string      `yaml:"upstream"`
 	UpstreamCAFile      string      `yaml:"upstream_ca_file"` // extra PEM roots for the upstream, besides the system's
