@@ -103,7 +103,6 @@ type guardConn struct {
 	trailer int    // trailer bytes so far
 	out     []byte // bytes ready for the server: out[outOff:]
 	outOff  int
-	readBuf []byte
 	onHead  func(off int64) // tests: each head's offset in what the server reads
 	emitted int64           // bytes handed to the server so far, marker lines included
 
@@ -188,18 +187,18 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		if c.readBuf == nil {
-			c.readBuf = make([]byte, 16<<10)
-		}
-		n, err := c.Conn.Read(c.readBuf)
+		// Read into the caller's buffer: what the server may read is
+		// copied to c.out and handed back from there. An idle connection,
+		// blocked here, then holds no read buffer of the guard's own.
+		n, err := c.Conn.Read(p)
 		if n > 0 {
 			if c.upgraded.Load() && c.state != stStopped {
 				c.state = stPassthrough
 				c.emit(c.line)
 				c.line = nil
-				c.emit(c.readBuf[:n])
+				c.emit(p[:n])
 			} else {
-				c.feed(c.readBuf[:n])
+				c.feed(p[:n])
 			}
 		}
 		if c.outOff < len(c.out) {
