@@ -97,6 +97,9 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 			log.Warn("listening beyond loopback WITHOUT inbound authentication (inbound.allow_unauthenticated): anyone who can reach this address can call Panopto as the connected user", "addr", ln.Addr().String())
 		}
 	}
+	if identityCheckOff(cfg) {
+		log.Warn(identityUnchecked)
+	}
 	if ok, reason := s.accounts.Default().Ready(); !ok && !opts.loginItself {
 		if reason == oauth.ReasonCredentialsUnavailable {
 			log.Warn("not connected to Panopto: the client credentials cannot be read yet; see the lines above", "reason", reason)
