@@ -21,6 +21,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return
 	}
+	if r.Method == http.MethodHead {
+		// Link previews and mail scanners ask before a person opens the
+		// link: answer them without redeeming its ticket or starting a login.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	// The login cookie must be set on the host the browser will come back
 	// to (public_url): send a browser that came in by another name there
 	// first (127.0.0.1 vs localhost).
@@ -68,9 +76,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 	q := r.URL.Query()
 	state := q.Get("state")
+	var binding string
+	if c, err := r.Cookie(bindingCookie); err == nil {
+		binding = c.Value
+	}
 	if e := q.Get("error"); e != "" {
-		// Consume the state so it cannot be used afterwards.
-		done, ferr := h.deps.Flow.Finish(state, "", false)
+		// End the login so its state cannot be used afterwards; only the
+		// browser that started it can.
+		done, ferr := h.deps.Flow.Finish(state, binding, o.RequireBrowserBinding)
 		reason := reasonExchangeFailed
 		msg := "Panopto did not grant access."
 		if e == "access_denied" {
@@ -88,10 +101,6 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 	if state == "" || code == "" {
 		page(w, http.StatusBadRequest, "Not connected", "The callback is missing its code or state. Start again at "+o.PublicURL+"/-/login.")
 		return
-	}
-	var binding string
-	if c, err := r.Cookie(bindingCookie); err == nil {
-		binding = c.Value
 	}
 	done, err := h.deps.Flow.Finish(state, binding, o.RequireBrowserBinding)
 	if err != nil {
