@@ -95,7 +95,7 @@ func newConnectEnv(t *testing.T, mode oauth.AccountsMode, co ConnectOptions) *co
 	}, Options{
 		Upstream: up, PublicURL: publicURL, Routes: defaultRoutes(), Endpoint: ep,
 		AccountsMode: mode, AccountsHeader: "X-Panopto-User", RequireBrowserBinding: true,
-		Connect: co,
+		Connect: co, PublicListen: true,
 	})
 	e.main.Config.Handler = e.h
 	e.public.Config.Handler = e.h.Public()

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -147,6 +149,76 @@ func TestAuditKeepsWholeAccountNames(t *testing.T) {
 	for _, a := range e.audits() {
 		if acct := a["account"].(string); strings.HasPrefix(acct, "LLL") && acct != longest {
 			t.Errorf("an over-long name was logged as %d bytes, want %d", len(acct), oauth.MaxAccountLen)
+		}
+	}
+}
+
+// TestNoLoginURLThatAnswers403: with public_listen, public_url serves only
+// ticketed logins, so neither GET /, /-/status, /-/status?account=,
+// /-/ready nor an unconnected request offers a login URL there; each says
+// to connect with POST /-/connect. An account's status says so in login
+// mode without public_listen too (its /-/login needs a ticket).
+func TestNoLoginURLThatAnswers403(t *testing.T) {
+	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
+	get := func(path string, header ...string) (int, map[string]any, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, e.main.URL+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return resp.StatusCode, m, string(b)
+	}
+	for _, c := range []struct {
+		path   string
+		header []string
+	}{
+		{"/", nil},
+		{"/-/status", nil},
+		{"/-/status?account=alice", nil},
+		{"/-/ready", nil},
+		{"/Panopto/api/v1/whoami", nil},
+		{"/Panopto/api/v1/whoami", []string{"X-Panopto-User", "alice"}},
+	} {
+		_, m, body := get(c.path, c.header...)
+		if strings.Contains(body, "/-/login") {
+			t.Errorf("%s %v offers a login URL: %s", c.path, c.header, body)
+		}
+		connect := m["connect"]
+		if links, ok := m["links"].(map[string]any); ok {
+			connect = links["connect"]
+		}
+		if connect != "POST /-/connect" {
+			t.Errorf("%s %v does not say to connect with POST /-/connect: %s", c.path, c.header, body)
+		}
+	}
+	_, _, page := get("/", "Accept", "text/html")
+	if strings.Contains(page, "/-/login") || !strings.Contains(page, "POST /-/connect") {
+		t.Errorf("the index page offers a login URL, or not POST /-/connect:\n%s", page)
+	}
+	if code, _, _ := e.follow(e.public.URL+"/-/login", nil); code != http.StatusForbidden {
+		t.Fatalf("public /-/login: %d; the test's premise is gone", code)
+	}
+
+	// Login mode without public_listen: the operator's login works and is
+	// offered; an account's is not.
+	o := *e.h.Options()
+	o.PublicListen, o.PublicURL = false, e.main.URL
+	h := New(Deps{Accounts: e.pool, Flow: e.flow, Now: e.clk.Now}, o)
+	for path, want := range map[string]string{"/-/status": "login_url", "/-/status?account=alice": "connect"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		var m map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &m)
+		if m[want] == nil || (want == "connect") == strings.Contains(rec.Body.String(), "/-/login") {
+			t.Errorf("%s without public_listen: %s, want %s", path, rec.Body.String(), want)
 		}
 	}
 }

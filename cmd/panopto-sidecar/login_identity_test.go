@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -57,7 +58,39 @@ func TestStartWarnsIdentityUnchecked(t *testing.T) {
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"accounts: {mode: login, identity_claim: none}\n", nil)
-	if logs := sc.LogsNow(); !strings.Contains(logs, `"level":"WARN","msg":"accounts.identity_claim is none`) {
-		t.Errorf("no start-up warning:\n%s", logs)
+	testsupport.WaitFor(t, 5*time.Second, "the start-up warning", func() bool {
+		return strings.Contains(sc.Logs.String(), `"level":"WARN","msg":"accounts.identity_claim is none`)
+	})
+}
+
+// TestPublicListenOffersNoForbiddenLoginURL: with public_listen, public_url
+// serves only ticketed logins; the start-up warning, GET / and /-/status
+// (of the default grant and of an account) say to connect with POST
+// /-/connect rather than point at a /-/login there that answers 403.
+func TestPublicListenOffersNoForbiddenLoginURL(t *testing.T) {
+	dir := t.TempDir()
+	addr, pubAddr := freeAddr(t), freeAddr(t)
+	pub := "http://" + pubAddr
+	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{pub + "/redirect"}, AccessTTL: time.Hour})
+	cfg := strings.Replace(baseConfig(pan.URL, dir), "public_url: {{URL}}", "public_url: "+pub, 1) +
+		"public_listen: " + pubAddr + "\naccounts: {mode: login, identity_claim: sub}\n"
+	sc := startSidecar(t, dir, addr, cfg, nil)
+
+	if code := statusCode(pub + "/-/login"); code != 403 {
+		t.Fatalf("public /-/login: %d; the test's premise is gone", code)
+	}
+	testsupport.WaitFor(t, 5*time.Second, "the start-up warning", func() bool {
+		return strings.Contains(sc.Logs.String(), `"msg":"not connected to Panopto yet`)
+	})
+	for _, l := range strings.Split(sc.Logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"not connected to Panopto yet`) && (strings.Contains(l, "/-/login") || !strings.Contains(l, `"connect":"POST /-/connect"`)) {
+			t.Errorf("start-up warning: %s", l)
+		}
+	}
+	for _, path := range []string{"/", "/-/status", "/-/status?account=alice"} {
+		body := fetch(t, sc.URL+path)
+		if strings.Contains(body, "/-/login") || !strings.Contains(body, `"POST /-/connect"`) {
+			t.Errorf("%s: %s", path, body)
+		}
 	}
 }

@@ -101,9 +101,13 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		log.Warn(identityUnchecked)
 	}
 	if ok, reason := s.accounts.Default().Ready(); !ok && !opts.loginItself {
-		if reason == oauth.ReasonCredentialsUnavailable {
+		switch {
+		case reason == oauth.ReasonCredentialsUnavailable:
 			log.Warn("not connected to Panopto: the client credentials cannot be read yet; see the lines above", "reason", reason)
-		} else {
+		case cfg.PublicListen != "":
+			// public_url serves ticketed logins only: its /-/login is 403.
+			log.Warn("not connected to Panopto yet: accounts connect through a login link from POST /-/connect (public_listen serves no login without one)", "reason", reason, "connect", "POST /-/connect")
+		default:
 			log.Warn("not connected to Panopto yet: open the login URL in a browser", "reason", reason, "login_url", cfg.LoginURL())
 		}
 	}
@@ -244,6 +248,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		// pushed into someone else's browser.
 		RequireBrowserBinding: true,
 		Connect:               connectOptions(cfg),
+		PublicListen:          cfg.PublicListen != "",
 	}
 	if cfg.Inbound.SharedSecretFile != "" {
 		if b, err := os.ReadFile(cfg.Inbound.SharedSecretFile); err == nil {
