@@ -26,8 +26,11 @@ type ConnectOptions struct {
 	ReturnTo []string
 	// TicketTTL is how long a login link stays valid (0: 10 minutes).
 	TicketTTL time.Duration
-	// IdentityClaim, when set, is the id_token claim that must name the
-	// account (sub, preferred_username, name or email).
+	// IdentityClaim is the id_token claim that must name the account of a
+	// per-student login: sub, preferred_username, email or upn; "none"
+	// (oauth.IdentityClaimNone) connects whichever Panopto user signed in,
+	// with a warning at every login. Unset, every per-student login is
+	// refused.
 	IdentityClaim string
 	// IdentityTemplate is what the claim must equal, "{account}" replaced
 	// by the account ("" is oauth.DefaultIdentityTemplate).
@@ -96,20 +99,34 @@ func (h *Handler) idVerifier(o *Options, clientID string) *oauth.IDVerifier {
 }
 
 // audit writes the one line an account event leaves: event is login,
-// logout, connect or disconnect; result is ok or the reason it failed.
-func (h *Handler) audit(r *http.Request, event, account, result string, err error) {
+// logout, connect or disconnect; result is ok or the reason it failed;
+// extra is appended (a login's Panopto identity).
+func (h *Handler) audit(r *http.Request, event, account, result string, err error, extra ...slog.Attr) {
 	level := slog.LevelInfo
 	if result != "ok" {
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
-		slog.String("event", event), slog.String("account", sanitize(account)),
+		slog.String("event", event), slog.String("account", sanitizeN(account, oauth.MaxAccountLen)),
 		slog.String("remote", r.RemoteAddr), slog.String("result", result),
 	}
+	attrs = append(attrs, extra...)
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
 	h.log.LogAttrs(r.Context(), level, "audit", attrs...)
+}
+
+// identityAttrs are the audit attributes of the Panopto user a login's
+// verified id_token names (none when no id_token was verified).
+func identityAttrs(id *oauth.Identity) []slog.Attr {
+	if id == nil {
+		return nil
+	}
+	return []slog.Attr{
+		slog.String("panopto_sub", sanitizeN(id.Subject, oauth.MaxAccountLen)),
+		slog.String("panopto_user", sanitizeN(id.PreferredUsername, oauth.MaxAccountLen)),
+	}
 }
 
 // returnToAllowed reports whether returnTo may be a login's return_to: an
@@ -334,17 +351,21 @@ func (h *Handler) redeem(w http.ResponseWriter, r *http.Request, o *Options, tic
 	return c.Account, c.ReturnTo, true
 }
 
-// verifyIdentity checks the id_token of a login for account and returns the
-// identity it names (nil when Panopto sent none and none is required), or
-// the reason the login is refused.
+// verifyIdentity checks the id_token of a login and returns the identity
+// it names (nil when none was verified) and, when the login is refused, the
+// reason. A per-student login must name its account in
+// o.Connect.IdentityClaim, unless that is "none"; the operator's login of the
+// default grant has no account to compare with.
 func (h *Handler) verifyIdentity(ctx context.Context, o *Options, done oauth.Completed, idToken oauth.Secret) (*oauth.Identity, string, error) {
-	claim := ""
-	if done.Account != "" {
-		claim = o.Connect.IdentityClaim
+	claim := o.Connect.IdentityClaim
+	check := done.Account != "" && claim != oauth.IdentityClaimNone
+	if done.Account != "" && !check {
+		h.log.Warn("login without an identity check (accounts.identity_claim: none): the account is connected to whichever Panopto user signed in",
+			"account", sanitizeN(done.Account, oauth.MaxAccountLen))
 	}
 	if idToken.IsZero() {
-		if claim != "" {
-			return nil, reasonIdentityMismatch, errors.New("login: Panopto sent no id_token, and accounts.identity_claim needs one")
+		if check {
+			return nil, reasonIdentityMismatch, errors.New("login: Panopto sent no id_token, and accounts.identity_claim needs one to tell who signed in")
 		}
 		h.conn.noIDTokenMu.Do(func() {
 			h.log.Warn("Panopto sent no id_token with the login (is openid in oauth.scopes?): the Panopto user is not recorded; this is logged once")
@@ -359,8 +380,10 @@ func (h *Handler) verifyIdentity(ctx context.Context, o *Options, done oauth.Com
 	if err != nil {
 		return nil, reasonExchangeFailed, err
 	}
-	if err := oauth.MatchIdentity(id, claim, o.Connect.IdentityTemplate, done.Account); err != nil {
-		return nil, reasonIdentityMismatch, err
+	if check {
+		if err := oauth.MatchIdentity(id, claim, o.Connect.IdentityTemplate, done.Account); err != nil {
+			return &id, reasonIdentityMismatch, err
+		}
 	}
 	return &id, "", nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,8 @@ type connectEnv struct {
 	flow   *oauth.LoginFlow
 	logs   *testsupport.SyncBuffer
 	dir    string
+	// revokes counts the handler's calls to revoke a grant at Panopto.
+	revokes atomic.Int64
 }
 
 func newConnectEnv(t *testing.T, mode oauth.AccountsMode, co ConnectOptions) *connectEnv {
@@ -85,13 +88,14 @@ func newConnectEnv(t *testing.T, mode oauth.AccountsMode, co ConnectOptions) *co
 		Logger:      logger.With("component", "proxy"),
 		Now:         clk.Now,
 		Revoke: func(ctx context.Context, g *oauth.Grant) error {
+			e.revokes.Add(1)
 			return ep.Revoke(ctx, fakeSrv.Client(), oauth.ClientCredentials{ID: testClientID, Secret: testClientSecret}, g.RefreshToken, "refresh_token")
 		},
 		Connect: ConnectDeps{Store: store, HTTPClient: fakeSrv.Client()},
 	}, Options{
 		Upstream: up, PublicURL: publicURL, Routes: defaultRoutes(), Endpoint: ep,
 		AccountsMode: mode, AccountsHeader: "X-Panopto-User", RequireBrowserBinding: true,
-		Connect: co,
+		Connect: co, PublicListen: true,
 	})
 	e.main.Config.Handler = e.h
 	e.public.Config.Handler = e.h.Public()
@@ -208,7 +212,7 @@ func wantReturn(t *testing.T, loc, account, reason string) {
 // Panopto user; DELETE disconnects and revokes. Each event is one audit line
 // without the ticket or a token.
 func TestConnectTicketLogin(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{})
+	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username"})
 	e.fake.SetProfile("alice", panoptofake.Profile{Name: "Alice Example", Email: "alice@example.edu"})
 
 	if _, v := e.account("alice"); v.Connected || v.PanoptoUser != "" {
@@ -277,6 +281,10 @@ func TestConnectTicketLogin(t *testing.T) {
 		if a["remote"] == "" || a["account"] != "alice" {
 			t.Errorf("audit line %v", a)
 		}
+		// The login that reached Panopto names the user it verified.
+		if a["event"] == "login" && a["result"] == "ok" && (a["panopto_sub"] != "alice" || a["panopto_user"] != "alice") {
+			t.Errorf("login audit line without the Panopto identity: %v", a)
+		}
 	}
 	want := map[string]int{"connect/ok": 1, "login/ok": 1, "login/ticket_invalid": 1, "disconnect/ok": 1}
 	if len(got) != len(want) {
@@ -299,7 +307,7 @@ func TestConnectTicketLogin(t *testing.T) {
 // TestConnectRefusals: what POST /-/connect and /-/login refuse, and that a
 // refused /-/login starts nothing.
 func TestConnectRefusals(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{TicketTTL: time.Minute})
+	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{TicketTTL: time.Minute, IdentityClaim: "sub"})
 	for _, c := range []struct {
 		name, account, returnTo string
 		code                    int
@@ -402,7 +410,7 @@ func TestConnectIDTokenRefused(t *testing.T) {
 		{"expired", panoptofake.IDTokenExpired},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{})
+			e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 			e.fake.ForgeNextIDToken(c.fault)
 			_, loc, _ := e.follow(e.link("alice"), nil)
 			wantReturn(t, loc, "alice", "exchange_failed")
@@ -420,11 +428,12 @@ func TestConnectIDTokenRefused(t *testing.T) {
 	}
 }
 
-// TestConnectWithoutIDToken: a Panopto that sends no id_token still
-// connects when no identity check is configured, and that is logged once;
-// with identity_claim set it is identity_mismatch.
+// TestConnectWithoutIDToken: a Panopto that sends no id_token connects an
+// account only with identity_claim none (logged once, besides the warning
+// every login without a check leaves); with a claim it is
+// identity_mismatch.
 func TestConnectWithoutIDToken(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{})
+	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "none"})
 	for _, acct := range []string{"alice", "bob"} {
 		e.fake.ForgeNextIDToken(panoptofake.IDTokenOmitted)
 		_, loc, _ := e.follow(e.link(acct), nil)
@@ -436,19 +445,79 @@ func TestConnectWithoutIDToken(t *testing.T) {
 	if n := strings.Count(e.logs.String(), "Panopto sent no id_token"); n != 1 {
 		t.Fatalf("logged %d times, want once", n)
 	}
+	if n := strings.Count(e.logs.String(), "accounts.identity_claim: none"); n != 2 {
+		t.Fatalf("%d warnings of a login without an identity check, want one per login", n)
+	}
 
-	strict := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
-	strict.fake.ForgeNextIDToken(panoptofake.IDTokenOmitted)
-	_, loc, _ := strict.follow(strict.link("alice"), nil)
+	for _, claim := range []string{"sub", "preferred_username", "email", "upn"} {
+		strict := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: claim})
+		strict.fake.ForgeNextIDToken(panoptofake.IDTokenOmitted)
+		_, loc, _ := strict.follow(strict.link("alice"), nil)
+		wantReturn(t, loc, "alice", "identity_mismatch")
+		if _, v := strict.account("alice"); v.Connected {
+			t.Fatalf("%s: connected without an identity: %+v", claim, v)
+		}
+	}
+}
+
+// TestConnectNeedsAnIdentityClaim: without accounts.identity_claim no
+// per-student login connects anything, not even one whose id_token names the
+// account: the sidecar cannot tell who signed in to Panopto.
+func TestConnectNeedsAnIdentityClaim(t *testing.T) {
+	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{})
+	_, loc, _ := e.follow(e.link("alice"), nil)
 	wantReturn(t, loc, "alice", "identity_mismatch")
-	if _, v := strict.account("alice"); v.Connected {
-		t.Fatalf("connected without an identity: %+v", v)
+	if _, v := e.account("alice"); v.Connected {
+		t.Fatalf("connected without an identity check: %+v", v)
+	}
+}
+
+// TestConnectIdentityClaims: each claim that names a Panopto user connects
+// the account it names, and only that one; upn and email with a template.
+func TestConnectIdentityClaims(t *testing.T) {
+	for _, c := range []struct {
+		claim, template string
+	}{
+		{"sub", ""},
+		{"preferred_username", "{account}"},
+		{"email", "{account}@example.edu"},
+		{"upn", "{account}@deakin.example"},
+		{"none", ""},
+	} {
+		t.Run(c.claim, func(t *testing.T) {
+			e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: c.claim, IdentityTemplate: c.template})
+			for _, u := range []string{"alice", "mallory"} {
+				e.fake.SetProfile(u, panoptofake.Profile{Name: "Same Name", Email: u + "@example.edu", UPN: strings.ToUpper(u) + "@Deakin.Example"})
+			}
+			_, loc, _ := e.follow(e.link("alice"), nil)
+			wantReturn(t, loc, "alice", "")
+			_, loc, _ = e.follow(e.link("bob"), loginAs("mallory"))
+			if c.claim == "none" {
+				wantReturn(t, loc, "bob", "")
+				return
+			}
+			wantReturn(t, loc, "bob", "identity_mismatch")
+			if _, v := e.account("bob"); v.Connected {
+				t.Fatalf("bob connected to mallory: %+v", v)
+			}
+		})
+	}
+}
+
+// loginAs makes the stand-in sign user in, whatever account the link is
+// for: a student opening another's link.
+func loginAs(user string) func(*url.URL) {
+	return func(u *url.URL) {
+		q := u.Query()
+		q.Set("login_hint", user) // the stand-in logs in whoever the hint names
+		u.RawQuery = q.Encode()
 	}
 }
 
 // TestConnectIdentityMismatch: mallory logs in to Panopto on bob's link:
 // with identity_claim sub the login ends identity_mismatch, bob keeps the
-// grant he had, and mallory's token is revoked rather than kept.
+// grant he had, and nothing is revoked: the refused token is dropped, never
+// stored. The audit line names the Panopto user who signed in.
 func TestConnectIdentityMismatch(t *testing.T) {
 	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username", IdentityTemplate: "{account}"})
 	_, loc, _ := e.follow(e.link("bob"), nil)
@@ -460,13 +529,8 @@ func TestConnectIdentityMismatch(t *testing.T) {
 	}
 
 	revoked := e.fake.Stats().GrantsRevoked
-	asMallory := func(u *url.URL) {
-		q := u.Query()
-		q.Set("login_hint", "mallory") // the stand-in logs in whoever the hint names
-		u.RawQuery = q.Encode()
-	}
 	e.clk.Advance(time.Second) // tickets of one account are ordered by when they were made
-	_, loc, _ = e.follow(e.link("bob"), asMallory)
+	_, loc, _ = e.follow(e.link("bob"), loginAs("mallory"))
 	wantReturn(t, loc, "bob", "identity_mismatch")
 	after, err := m.Token(context.Background())
 	if err != nil || after.AccessToken != before.AccessToken {
@@ -476,18 +540,27 @@ func TestConnectIdentityMismatch(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), `"bob"`) {
 		t.Fatalf("bob's request: %d %s", code, body)
 	}
-	if e.fake.Stats().GrantsRevoked != revoked+1 {
-		t.Fatal("mallory's token was not revoked")
+	if n := e.revokes.Load(); n != 0 || e.fake.Stats().GrantsRevoked != revoked {
+		t.Fatalf("a refused login revoked: %d revocation calls", n)
 	}
 	if _, v := e.account("bob"); v.PanoptoUser != "bob" {
 		t.Fatalf("bob: %+v", v)
+	}
+	var refused map[string]any
+	for _, a := range e.audits() {
+		if a["event"] == "login" && a["result"] == "identity_mismatch" {
+			refused = a
+		}
+	}
+	if refused == nil || refused["account"] != "bob" || refused["panopto_sub"] != "mallory" || refused["panopto_user"] != "mallory" {
+		t.Fatalf("refused login's audit line: %v", refused)
 	}
 }
 
 // TestPublicListenerServesOnlyLoginPages: on the public listener every path
 // but the login pages and health is 404, whatever the method.
 func TestPublicListenerServesOnlyLoginPages(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{})
+	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/Panopto/api/v1/folders"},
 		{"POST", "/Panopto/PublicAPI/REST/sessionUpload"},

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"sync/atomic"
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
@@ -125,15 +124,12 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 }
 
 func notConnected(w http.ResponseWriter, o *Options, account string) {
+	key, hint := o.loginHint(account)
+	out := map[string]string{"error": "panopto_not_connected", key: hint}
 	if account != "" && o.AccountsMode == oauth.AccountsLogin {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "panopto_not_connected", "account": account, "connect": "POST /-/connect"})
-		return
+		out["account"] = account
 	}
-	login := o.PublicURL + "/-/login"
-	if account != "" {
-		login += "?account=" + url.QueryEscape(account)
-	}
-	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "panopto_not_connected", "login_url": login})
+	writeJSON(w, http.StatusServiceUnavailable, out)
 }
 
 func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {

@@ -42,6 +42,9 @@ type Options struct {
 	UploadConcurrency int
 	// Connect: per-student connection (accounts.mode login).
 	Connect ConnectOptions
+	// PublicListen: public_url names the public listener (public_listen),
+	// which serves ticketed logins only; no answer offers its /-/login.
+	PublicListen bool
 }
 
 // account names the account a request is for: the accounts header's value
@@ -235,8 +238,9 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, reason := m.Ready(); !ok {
+		key, hint := h.opts.Load().loginHint("")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
-			"status": "not_ready", "reason": reason, "login_url": h.opts.Load().PublicURL + "/-/login",
+			"status": "not_ready", "reason": reason, key: hint,
 		})
 		return
 	}
@@ -261,7 +265,8 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out["account"] = account
-		out["login_url"] = h.opts.Load().PublicURL + "/-/login?account=" + url.QueryEscape(account)
+		key, hint := h.opts.Load().loginHint(account)
+		out[key] = hint
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
@@ -276,7 +281,8 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	}
 	o := h.opts.Load()
 	out["upstream"] = o.Upstream.String()
-	out["login_url"] = o.PublicURL + "/-/login"
+	key, hint := o.loginHint("")
+	out[key] = hint
 	out["uptime_seconds"] = int64(h.deps.Now().Sub(h.started).Seconds())
 	out["pending_logins"] = h.deps.Flow.Pending()
 	if h.deps.Status != nil {

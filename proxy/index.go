@@ -10,9 +10,11 @@ const readmeURL = "https://github.com/doubtfire-lms/panopto-sidecar#readme"
 
 // indexLinks are the endpoints the index page points an operator to. The
 // login link is absolute (public_url), like the one in /-/status: the
-// login's cookie must be set on the host the browser comes back to.
+// login's cookie must be set on the host the browser comes back to. Where
+// no login link works (public_listen), Connect says how accounts connect.
 type indexLinks struct {
-	Login   string `json:"login"`
+	Login   string `json:"login,omitempty"`
+	Connect string `json:"connect,omitempty"`
 	Status  string `json:"status"`
 	Healthz string `json:"healthz"`
 	Metrics string `json:"metrics"`
@@ -38,12 +40,16 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request, o *Options) {
 		Service:  "panopto-sidecar",
 		Upstream: o.Upstream.String(),
 		Links: indexLinks{
-			Login:   o.PublicURL + "/-/login",
 			Status:  "/-/status",
 			Healthz: "/-/healthz",
 			Metrics: "/metrics",
 			README:  readmeURL,
 		},
+	}
+	if key, hint := o.loginHint(""); key == "connect" {
+		d.Links.Connect = hint
+	} else {
+		d.Links.Login = hint
 	}
 	if m := h.defaultManager(r.Context()); m != nil {
 		d.Connected = m.Status().Connected

@@ -21,6 +21,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return
 	}
+	if r.Method == http.MethodHead {
+		// Link previews and mail scanners ask before a person opens the
+		// link: answer them without redeeming its ticket or starting a login.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	// The login cookie must be set on the host the browser will come back
 	// to (public_url): send a browser that came in by another name there
 	// first (127.0.0.1 vs localhost).
@@ -68,9 +76,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 	q := r.URL.Query()
 	state := q.Get("state")
+	var binding string
+	if c, err := r.Cookie(bindingCookie); err == nil {
+		binding = c.Value
+	}
 	if e := q.Get("error"); e != "" {
-		// Consume the state so it cannot be used afterwards.
-		done, ferr := h.deps.Flow.Finish(state, "", false)
+		// End the login so its state cannot be used afterwards; only the
+		// browser that started it can.
+		done, ferr := h.deps.Flow.Finish(state, binding, o.RequireBrowserBinding)
 		reason := reasonExchangeFailed
 		msg := "Panopto did not grant access."
 		if e == "access_denied" {
@@ -81,17 +94,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 			page(w, http.StatusBadRequest, "Not connected", msg+" Start again at "+o.PublicURL+"/-/login.")
 			return
 		}
-		h.endLogin(w, r, o, done, reason, errors.New("login: Panopto answered "+sanitize(e)))
+		h.endLogin(w, r, o, done, nil, reason, errors.New("login: Panopto answered "+sanitize(e)))
 		return
 	}
 	code := q.Get("code")
 	if state == "" || code == "" {
 		page(w, http.StatusBadRequest, "Not connected", "The callback is missing its code or state. Start again at "+o.PublicURL+"/-/login.")
 		return
-	}
-	var binding string
-	if c, err := r.Cookie(bindingCookie); err == nil {
-		binding = c.Value
 	}
 	done, err := h.deps.Flow.Finish(state, binding, o.RequireBrowserBinding)
 	if err != nil {
@@ -102,43 +111,43 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 	http.SetCookie(w, &http.Cookie{Name: bindingCookie, Value: "", Path: "/redirect", MaxAge: -1})
 	m, err := h.deps.Accounts.Manager(r.Context(), done.Account)
 	if err != nil {
-		h.endLogin(w, r, o, done, reasonExchangeFailed, err)
+		h.endLogin(w, r, o, done, nil, reasonExchangeFailed, err)
 		return
 	}
 	// Exchange into a candidate grant; store it only once its identity is
 	// checked, so a refused login leaves the account as it was.
 	g, idToken, err := m.ExchangeCode(r.Context(), code, done.Verifier)
 	if err != nil {
-		h.endLogin(w, r, o, done, reasonExchangeFailed, err)
+		h.endLogin(w, r, o, done, nil, reasonExchangeFailed, err)
 		return
 	}
 	id, reason, err := h.verifyIdentity(r.Context(), o, done, idToken)
 	if reason != "" {
-		// Nobody keeps this grant: revoke it rather than leave it alive.
-		if h.deps.Revoke != nil {
-			if rerr := h.deps.Revoke(r.Context(), g); rerr != nil {
-				h.log.Debug("login: revoking the refused grant failed", "err", rerr)
-			}
-		}
-		h.endLogin(w, r, o, done, reason, err)
+		// Dropped, never stored, never revoked: a provider that revokes
+		// per grant (RFC 7009 allows it) would take the grant this Panopto
+		// user stored for their own account with it, so anyone could
+		// disconnect anyone by handing them a link.
+		*g = oauth.Grant{}
+		h.endLogin(w, r, o, done, id, reason, err)
 		return
 	}
 	g.Identity = id
 	if err := m.Install(r.Context(), g); err != nil {
-		h.endLogin(w, r, o, done, reasonExchangeFailed, err)
+		h.endLogin(w, r, o, done, id, reasonExchangeFailed, err)
 		return
 	}
-	h.endLogin(w, r, o, done, "", nil)
+	h.endLogin(w, r, o, done, id, "", nil)
 }
 
-// endLogin leaves the login's audit line and sends the browser back to the
-// login's return_to with the outcome, or answers the sidecar's own page.
-func (h *Handler) endLogin(w http.ResponseWriter, r *http.Request, o *Options, done oauth.Completed, reason string, err error) {
+// endLogin leaves the login's audit line, with the Panopto user id names
+// (nil: none verified), and sends the browser back to the login's return_to
+// with the outcome, or answers the sidecar's own page.
+func (h *Handler) endLogin(w http.ResponseWriter, r *http.Request, o *Options, done oauth.Completed, id *oauth.Identity, reason string, err error) {
 	result := reason
 	if result == "" {
 		result = "ok"
 	}
-	h.audit(r, "login", done.Account, result, err)
+	h.audit(r, "login", done.Account, result, err, identityAttrs(id)...)
 	if done.ReturnTo != "" {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, returnURL(done.ReturnTo, done.Account, reason), http.StatusFound)
@@ -191,9 +200,12 @@ func page(w http.ResponseWriter, code int, title, body string) {
 }
 
 // sanitize bounds a value taken from a request before it is logged.
-func sanitize(s string) string {
-	if len(s) > 64 {
-		s = s[:64]
+func sanitize(s string) string { return sanitizeN(s, 64) }
+
+// sanitizeN is sanitize to at most n bytes.
+func sanitizeN(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
 	}
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {

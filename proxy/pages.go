@@ -18,9 +18,12 @@ var pages = template.Must(template.New("pages").Parse(`
 
 {{- define "index"}}{{template "head" "panopto-sidecar"}}<h1>panopto-sidecar</h1>
 {{if .Connected}}<p>Connected to Panopto at {{.Upstream}}.</p>
-{{else}}<p>Not connected to Panopto at {{.Upstream}}. <a href="{{.Links.Login}}">Log in</a> to connect.</p>
+{{else if .Links.Login}}<p>Not connected to Panopto at {{.Upstream}}. <a href="{{.Links.Login}}">Log in</a> to connect.</p>
+{{else}}<p>Not connected to Panopto at {{.Upstream}}. Accounts connect through a login link from <code>{{.Links.Connect}}</code>.</p>
 {{end}}<ul>
-<li><a href="{{.Links.Login}}">/-/login</a>: connect the sidecar to Panopto</li>
+{{if .Links.Login}}<li><a href="{{.Links.Login}}">/-/login</a>: connect the sidecar to Panopto</li>
+{{else}}<li><code>{{.Links.Connect}}</code>: a student's login link (on listen, from OnTrack)</li>
+{{end}}
 <li><a href="{{.Links.Status}}">/-/status</a>: the token, credentials and configuration in force (JSON)</li>
 <li><a href="{{.Links.Healthz}}">/-/healthz</a>: whether the process serves</li>
 <li><a href="{{.Links.Metrics}}">/metrics</a>: Prometheus metrics</li>

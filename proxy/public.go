@@ -1,6 +1,11 @@
 package proxy
 
-import "net/http"
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+)
 
 // Public returns the handler of the public listener (public_listen): the
 // browser-facing pages of a student's login and nothing else. It serves GET
@@ -34,4 +39,24 @@ func (p publicHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
 	}
+}
+
+// connectHint is what an answer says in place of a login URL where none
+// works: per-student accounts connect through a link from POST /-/connect.
+const connectHint = "POST /-/connect"
+
+// loginHint is where an answer sends someone to connect account ("" is the
+// default grant): the key "login_url" with a URL that starts a login, or
+// the key "connect" with connectHint where no login URL would work. In
+// login mode an account's /-/login needs a ticket (403 without); with
+// public_listen, public_url serves only ticketed logins, so the default
+// grant's /-/login there is 403 as well.
+func (o *Options) loginHint(account string) (key, value string) {
+	switch {
+	case account != "" && o.AccountsMode == oauth.AccountsLogin, account == "" && o.PublicListen:
+		return "connect", connectHint
+	case account != "":
+		return "login_url", o.PublicURL + "/-/login?account=" + url.QueryEscape(account)
+	}
+	return "login_url", o.PublicURL + "/-/login"
 }

@@ -120,7 +120,7 @@ func TestAccountsLogin(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
-	cfg := baseConfig(pan.URL, dir) + "accounts: {mode: login}\n"
+	cfg := baseConfig(pan.URL, dir) + "accounts: {mode: login, identity_claim: preferred_username}\n"
 	sc := startSidecar(t, dir, addr, cfg, nil)
 
 	loginAs := func(acct string) {

@@ -62,6 +62,9 @@ func check(ctx context.Context, path string, offline bool, getenv func(string) s
 	}
 	fmt.Fprintf(stdout, "%s: ok (upstream %s, listen %s, token store %s, credentials %s%s)\n",
 		path, cfg.Upstream, cfg.Listen, cfg.TokenStore.Type, cfg.Credentials.Source, vaultNote)
+	if identityCheckOff(cfg) {
+		fmt.Fprintf(stdout, "  warning: %s\n", identityUnchecked)
+	}
 	return nil
 }
 

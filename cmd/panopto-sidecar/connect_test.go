@@ -294,7 +294,7 @@ func TestConnectPublicListenerTLS(t *testing.T) {
 	cfg := baseConfig(pan.URL, dir) + fmt.Sprintf(`public_listen: %s
 tls: {mode: files, cert_file: %s, key_file: %s}
 inbound: {client_ca_file: %s}
-accounts: {mode: login, return_to: ["https://ontrack.example/panopto/"]}
+accounts: {mode: login, return_to: ["https://ontrack.example/panopto/"], identity_claim: preferred_username}
 `, pubAddr, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem"))
 	cfg = strings.NewReplacer("{{LISTEN}}", addr, "public_url: {{URL}}", "public_url: "+pub).Replace(cfg)
 	cfgPath := filepath.Join(dir, "config.yaml")
@@ -375,7 +375,7 @@ func TestConnectAcrossReplicas(t *testing.T) {
 	registerSecret(vs.RootToken())
 	var scs []*sidecarProc
 	for _, a := range addrs {
-		cfg := vaultYAML(pan.URL, vs.Addr(), 1) + "accounts: {mode: login, return_to: [\"https://ontrack.example/panopto/\"]}\n"
+		cfg := vaultYAML(pan.URL, vs.Addr(), 1) + "accounts: {mode: login, return_to: [\"https://ontrack.example/panopto/\"], identity_claim: sub}\n"
 		scs = append(scs, startSidecar(t, t.TempDir(), a, cfg, env))
 	}
 

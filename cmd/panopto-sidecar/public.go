@@ -12,6 +12,7 @@ import (
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"golang.org/x/net/netutil"
 )
 
@@ -24,6 +25,18 @@ func connectOptions(cfg *config.Config) proxy.ConnectOptions {
 		IdentityTemplate: cfg.Accounts.IdentityTemplate,
 		Issuer:           cfg.OAuth.Issuer,
 	}
+}
+
+// identityUnchecked is the warning serve logs at start and check prints
+// when per-student logins have no identity check.
+const identityUnchecked = "accounts.identity_claim is none: a login link connects its account to whichever Panopto user " +
+	"signs in on it, so a student who gets a classmate signed in to Panopto to open their link acts in Panopto as " +
+	"that classmate; set identity_claim to sub, preferred_username, email or upn to check who signed in"
+
+// identityCheckOff reports whether per-student logins are configured
+// without an identity check.
+func identityCheckOff(cfg *config.Config) bool {
+	return cfg.Accounts.Mode == config.AccountsLogin && cfg.Accounts.IdentityClaim == oauth.IdentityClaimNone
 }
 
 // publicServer is the public listener (public_listen): the students' login

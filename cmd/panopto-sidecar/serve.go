@@ -96,10 +96,17 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 			log.Warn("listening beyond loopback WITHOUT inbound authentication (inbound.allow_unauthenticated): anyone who can reach this address can call Panopto as the connected user", "addr", ln.Addr().String())
 		}
 	}
+	if identityCheckOff(cfg) {
+		log.Warn(identityUnchecked)
+	}
 	if ok, reason := s.accounts.Default().Ready(); !ok && !opts.loginItself {
-		if reason == oauth.ReasonCredentialsUnavailable {
+		switch {
+		case reason == oauth.ReasonCredentialsUnavailable:
 			log.Warn("not connected to Panopto: the client credentials cannot be read yet; see the lines above", "reason", reason)
-		} else {
+		case cfg.PublicListen != "":
+			// public_url serves ticketed logins only: its /-/login is 403.
+			log.Warn("not connected to Panopto yet: accounts connect through a login link from POST /-/connect (public_listen serves no login without one)", "reason", reason, "connect", "POST /-/connect")
+		default:
 			log.Warn("not connected to Panopto yet: open the login URL in a browser", "reason", reason, "login_url", cfg.LoginURL())
 		}
 	}
@@ -240,6 +247,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		// pushed into someone else's browser.
 		RequireBrowserBinding: true,
 		Connect:               connectOptions(cfg),
+		PublicListen:          cfg.PublicListen != "",
 	}
 	// config.Load read the file and refused a blank one: the secret comes
 	// with the config it belongs to, and is never empty while the file is

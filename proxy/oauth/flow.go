@@ -23,6 +23,7 @@ type LoginFlow struct {
 
 	mu      sync.Mutex
 	pending map[string]pendingLogin
+	seq     uint64 // numbers logins in the order they began
 }
 
 type pendingLogin struct {
@@ -32,7 +33,12 @@ type pendingLogin struct {
 	returnTo string   // where the browser goes when the login ends; "" for the sidecar's page
 	binding  [32]byte // sha256 of the browser's cookie value
 	expires  time.Time
+	seq      uint64
 }
+
+// MaxPendingPerAccount bounds the logins of one account waiting for their
+// callback; a newer login evicts the account's oldest.
+const MaxPendingPerAccount = 3
 
 // Login is one started login.
 type Login struct {
@@ -82,10 +88,25 @@ func (f *LoginFlow) BeginReturning(ep Endpoint, clientID, account, returnTo stri
 	now := f.now()
 
 	f.mu.Lock()
+	var mine []string // account's pending logins
 	for k, p := range f.pending {
-		if now.After(p.expires) {
+		switch {
+		case now.After(p.expires):
 			delete(f.pending, k)
+		case p.account == account:
+			mine = append(mine, k)
 		}
+	}
+	if len(mine) >= MaxPendingPerAccount {
+		// One account's links cannot push other accounts' logins out of
+		// the table: its own oldest goes.
+		oldest := mine[0]
+		for _, k := range mine[1:] {
+			if f.pending[k].seq < f.pending[oldest].seq {
+				oldest = k
+			}
+		}
+		delete(f.pending, oldest)
 	}
 	if len(f.pending) >= f.max {
 		// Bound memory against a flood of /-/login: drop the oldest.
@@ -105,7 +126,9 @@ func (f *LoginFlow) BeginReturning(ep Endpoint, clientID, account, returnTo stri
 		returnTo: returnTo,
 		binding:  sha256.Sum256([]byte(binding)),
 		expires:  now.Add(f.ttl),
+		seq:      f.seq,
 	}
+	f.seq++
 	f.mu.Unlock()
 
 	cfg := ep.oauth2Config(ClientCredentials{ID: clientID})
@@ -137,32 +160,42 @@ type Completed struct {
 	ReturnTo string // "" for the sidecar's own page
 }
 
-// Complete consumes state (once, whatever the outcome) and returns the PKCE
-// verifier and the account the login is for. If requireBinding, binding
-// must be the cookie value Begin handed to the same browser.
+// Complete ends the login of state as Finish does and returns the PKCE
+// verifier and the account the login is for.
 func (f *LoginFlow) Complete(state, binding string, requireBinding bool) (verifier, account string, err error) {
 	c, err := f.Finish(state, binding, requireBinding)
 	return c.Verifier, c.Account, err
 }
 
-// Finish consumes state (once, whatever the outcome) and returns its
-// pending login. If requireBinding, binding must be the cookie value Begin
-// handed to the same browser.
+// Finish ends the login of state and returns it. If requireBinding, only
+// the browser that started the login can end it: binding must be the
+// cookie value Begin handed to that browser, else the answer is
+// ErrWrongBrowser and the login stays pending for its own browser.
+// Otherwise the state is consumed, once, whatever the outcome.
 func (f *LoginFlow) Finish(state, binding string, requireBinding bool) (Completed, error) {
 	f.mu.Lock()
 	p, ok := f.pending[state]
+	switch {
+	case !ok:
+	case f.now().After(p.expires):
+		ok = false
+	case requireBinding && !p.boundTo(binding):
+		f.mu.Unlock()
+		return Completed{}, ErrWrongBrowser
+	}
 	delete(f.pending, state)
 	f.mu.Unlock()
-	if !ok || f.now().After(p.expires) {
+	if !ok {
 		return Completed{}, ErrBadState
 	}
-	if requireBinding {
-		got := sha256.Sum256([]byte(binding))
-		if binding == "" || subtle.ConstantTimeCompare(got[:], p.binding[:]) != 1 {
-			return Completed{}, ErrWrongBrowser
-		}
-	}
 	return Completed{Verifier: p.verifier, Nonce: p.nonce, Account: p.account, ReturnTo: p.returnTo}, nil
+}
+
+// boundTo reports whether binding is the cookie value of the browser that
+// began p.
+func (p pendingLogin) boundTo(binding string) bool {
+	got := sha256.Sum256([]byte(binding))
+	return binding != "" && subtle.ConstantTimeCompare(got[:], p.binding[:]) == 1
 }
 
 // Pending reports how many logins are waiting for their callback.

@@ -19,6 +19,7 @@ type Identity struct {
 	PreferredUsername string `json:"preferred_username,omitempty"`
 	Name              string `json:"name,omitempty"`
 	Email             string `json:"email,omitempty"`
+	UPN               string `json:"upn,omitempty"`
 }
 
 // Errors of ID-token verification. Every error VerifyIDToken returns wraps
@@ -101,6 +102,7 @@ func (v *IDVerifier) VerifyIDToken(ctx context.Context, rawIDToken, nonce string
 		PreferredUsername string `json:"preferred_username"`
 		Name              string `json:"name"`
 		Email             string `json:"email"`
+		UPN               string `json:"upn"`
 	}
 	if err := tok.Claims(&c); err != nil {
 		return Identity{}, fmt.Errorf("oidc: read id token claims: %w: %w", ErrIDTokenInvalid, err)
@@ -108,7 +110,7 @@ func (v *IDVerifier) VerifyIDToken(ctx context.Context, rawIDToken, nonce string
 	if tok.Subject == "" {
 		return Identity{}, fmt.Errorf("oidc: verify id token: %w: no sub claim", ErrIDTokenInvalid)
 	}
-	return Identity{Subject: tok.Subject, PreferredUsername: c.PreferredUsername, Name: c.Name, Email: c.Email}, nil
+	return Identity{Subject: tok.Subject, PreferredUsername: c.PreferredUsername, Name: c.Name, Email: c.Email, UPN: c.UPN}, nil
 }
 
 // load returns the verifier, running discovery if no attempt has succeeded
@@ -135,47 +137,79 @@ func (v *IDVerifier) load(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	return v.verifier, nil
 }
 
-// identityClaims are the claims MatchIdentity can compare.
+// IdentityClaimNone is accounts.identity_claim's explicit opt-out: a login
+// connects the account to whichever Panopto user signed in.
+const IdentityClaimNone = "none"
+
+// identityClaims are the claims MatchIdentity can compare: each names one
+// Panopto user. "name" is not one of them: two people can share a name.
 var identityClaims = map[string]func(Identity) string{
 	"sub":                func(id Identity) string { return id.Subject },
 	"preferred_username": func(id Identity) string { return id.PreferredUsername },
-	"name":               func(id Identity) string { return id.Name },
 	"email":              func(id Identity) string { return id.Email },
+	"upn":                func(id Identity) string { return id.UPN },
 }
 
 // CheckIdentityClaim reports whether claim can be used as
-// accounts.identity_claim: "" (no check), sub, preferred_username, name or
-// email.
+// accounts.identity_claim: "" (not set), sub, preferred_username, email,
+// upn, or IdentityClaimNone. Whether it may be unset is the caller's
+// question (it may not in accounts.mode login).
 func CheckIdentityClaim(claim string) error {
-	if _, ok := identityClaims[claim]; claim != "" && !ok {
-		return fmt.Errorf("identity claim %q is not one of sub, preferred_username, name, email", claim)
+	if _, ok := identityClaims[claim]; ok || claim == "" || claim == IdentityClaimNone {
+		return nil
 	}
-	return nil
+	if claim == "name" {
+		return errors.New(`identity claim "name" cannot tell two people apart (names are not unique): use sub, preferred_username, email or upn`)
+	}
+	return fmt.Errorf("identity claim %q is not one of sub, preferred_username, email, upn, none", claim)
 }
 
 // DefaultIdentityTemplate is accounts.identity_template when unset.
 const DefaultIdentityTemplate = "{account}"
 
 // MatchIdentity checks that the Panopto identity id belongs to account. With
-// claim "" there is nothing to check. Otherwise the claim's value must equal
-// template (DefaultIdentityTemplate when "") with every "{account}" replaced
-// by account, compared case-insensitively; else the error wraps
-// ErrIdentityMismatch.
+// claim IdentityClaimNone there is nothing to check. Otherwise the claim's
+// value must equal template (DefaultIdentityTemplate when "") with every
+// "{account}" replaced by account, ASCII letters compared
+// case-insensitively and nothing else folded; else, and for a claim that is
+// "" or unknown, the error wraps ErrIdentityMismatch.
 func MatchIdentity(id Identity, claim, template, account string) error {
-	if claim == "" {
+	if claim == IdentityClaimNone {
 		return nil
 	}
 	get, ok := identityClaims[claim]
 	if !ok {
-		return fmt.Errorf("match identity: %w: unknown claim %q", ErrIdentityMismatch, claim)
+		return fmt.Errorf("match identity: %w: no usable identity claim configured (%q)", ErrIdentityMismatch, claim)
 	}
 	if template == "" {
 		template = DefaultIdentityTemplate
 	}
 	want := strings.ReplaceAll(template, "{account}", account)
 	got := get(id)
-	if got == "" || !strings.EqualFold(got, want) {
+	if got == "" || !equalFoldASCII(got, want) {
 		return fmt.Errorf("match identity: %w: %s is %q, want %q", ErrIdentityMismatch, claim, got, want)
 	}
 	return nil
+}
+
+// equalFoldASCII reports whether a and b are equal with ASCII letters
+// compared case-insensitively. Unlike strings.EqualFold it folds nothing
+// else: KELVIN SIGN is not k, LONG S is not s.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

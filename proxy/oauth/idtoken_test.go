@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -52,7 +53,7 @@ func newOIDCEnv(t *testing.T) *oidcEnv {
 	e.fake = panoptofake.New(panoptofake.Options{
 		ClientID: oidcClientID, ClientSecret: oidcSecret, RedirectURIs: []string{oidcRedirect}, Now: e.clk.Now,
 	})
-	e.fake.SetProfile("alice", panoptofake.Profile{Name: "Alice Liddell", Email: "alice@example.edu"})
+	e.fake.SetProfile("alice", panoptofake.Profile{Name: "Alice Liddell", Email: "alice@example.edu", UPN: "alice@example.edu"})
 	ca := testsupport.NewCert(t, "private CA", nil, true)
 	leaf := testsupport.NewCert(t, "panopto.test", ca, false)
 	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -129,7 +130,7 @@ func (e *oidcEnv) idToken(user string) string {
 }
 
 func TestVerifyIDToken(t *testing.T) {
-	alice := oauth.Identity{Subject: "alice", PreferredUsername: "alice", Name: "Alice Liddell", Email: "alice@example.edu"}
+	alice := oauth.Identity{Subject: "alice", PreferredUsername: "alice", Name: "Alice Liddell", Email: "alice@example.edu", UPN: "alice@example.edu"}
 	tests := []struct {
 		name    string
 		fault   panoptofake.IDTokenFault
@@ -149,8 +150,11 @@ func TestVerifyIDToken(t *testing.T) {
 		{name: "no id_token", fault: panoptofake.IDTokenOmitted, wantErr: []error{oauth.ErrNoIDToken}},
 		{name: "not a jwt", raw: func(string) string { return "not.a.jwt" }, wantErr: []error{oauth.ErrIDTokenInvalid}},
 		{name: "payload altered", raw: func(tok string) string {
+			// Still well-formed, so only the signature gives it away.
 			p := strings.Split(tok, ".")
-			return p[0] + "." + p[1] + "x." + p[2]
+			payload, _ := base64.RawURLEncoding.DecodeString(p[1])
+			altered := strings.Replace(string(payload), `"preferred_username":"alice"`, `"preferred_username":"bob"`, 1)
+			return p[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(altered)) + "." + p[2]
 		}, wantErr: []error{oauth.ErrIDTokenInvalid}},
 	}
 	e := newOIDCEnv(t)
@@ -321,8 +325,11 @@ func TestIdentityJSON(t *testing.T) {
 	}
 }
 
+// TestMatchIdentity: the claim must equal the template with the account in
+// it, ASCII letters folded and nothing else; "none" is the only way to skip
+// the check, and an unset or unknown claim refuses.
 func TestMatchIdentity(t *testing.T) {
-	id := oauth.Identity{Subject: "8c1e0b7a", PreferredUsername: `Deakin\Alice`, Name: "Alice Liddell", Email: "alice@deakin.edu.au"}
+	id := oauth.Identity{Subject: "8c1e0b7a", PreferredUsername: `Deakin\Alice`, Name: "Alice Liddell", Email: "alice@deakin.edu.au", UPN: "Alice@Deakin.EDU.AU"}
 	tests := []struct {
 		name     string
 		claim    string
@@ -331,7 +338,8 @@ func TestMatchIdentity(t *testing.T) {
 		id       oauth.Identity
 		ok       bool
 	}{
-		{"no claim: no check", "", "", "bob", id, true},
+		{"none: no check", "none", "", "bob", id, true},
+		{"unset claim refuses", "", "", "alice", id, false},
 		{"template with provider, any case", "preferred_username", `deakin\{account}`, "alice", id, true},
 		{"template with provider, other user", "preferred_username", `deakin\{account}`, "bob", id, false},
 		{"default template needs the bare name", "preferred_username", "", "alice", id, false},
@@ -339,10 +347,21 @@ func TestMatchIdentity(t *testing.T) {
 		{"sub", "sub", "", "8C1E0B7A", id, true},
 		{"sub differs", "sub", "", "8c1e0b7b", id, false},
 		{"email template", "email", "{account}@deakin.edu.au", "ALICE", id, true},
+		{"upn", "upn", "{account}@deakin.edu.au", "alice", id, true},
+		{"upn differs", "upn", "{account}@deakin.edu.au", "bob", id, false},
+		{"name is not an identity", "name", "", "Alice Liddell", id, false},
 		{"claim missing from the token", "email", "{account}@deakin.edu.au", "alice", oauth.Identity{Subject: "x"}, false},
 		{"empty claim never matches an empty account", "email", "", "", oauth.Identity{Subject: "x"}, false},
 		{"no substring match", "preferred_username", `{account}`, "alice", oauth.Identity{PreferredUsername: "alice2"}, false},
 		{"unknown claim refuses", "groups", "", "alice", id, false},
+		// Only ASCII letters fold: KELVIN SIGN and LONG S are other users.
+		{"kelvin sign is not k", "preferred_username", "", "kate", oauth.Identity{PreferredUsername: "\u212aate"}, false},
+		{"k is not kelvin sign", "preferred_username", "", "\u212aate", oauth.Identity{PreferredUsername: "kate"}, false},
+		{"long s is not s", "preferred_username", "", "sam", oauth.Identity{PreferredUsername: "\u017fam"}, false},
+		{"dotless i is not I", "preferred_username", "", "IAN", oauth.Identity{PreferredUsername: "\u0131an"}, false},
+		{"non-ASCII compared exactly", "preferred_username", "", "zoë", oauth.Identity{PreferredUsername: "ZOë"}, true},
+		{"non-ASCII case is not folded", "preferred_username", "", "zoë", oauth.Identity{PreferredUsername: "ZOË"}, false},
+		{"@ and ` are not letters", "preferred_username", "", "a@", oauth.Identity{PreferredUsername: "a`"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,9 +371,12 @@ func TestMatchIdentity(t *testing.T) {
 			}
 		})
 	}
-	for claim, ok := range map[string]bool{"": true, "sub": true, "preferred_username": true, "name": true, "email": true, "groups": false, "Sub": false} {
+	for claim, ok := range map[string]bool{"": true, "none": true, "sub": true, "preferred_username": true, "email": true, "upn": true, "name": false, "groups": false, "Sub": false} {
 		if err := oauth.CheckIdentityClaim(claim); (err == nil) != ok {
 			t.Errorf("CheckIdentityClaim(%q) = %v", claim, err)
 		}
+	}
+	if err := oauth.CheckIdentityClaim("name"); err == nil || !strings.Contains(err.Error(), "not unique") {
+		t.Errorf("CheckIdentityClaim(name) = %v, want it to say names are not unique", err)
 	}
 }

@@ -235,9 +235,15 @@ func TestLoginFlowState(t *testing.T) {
 	if len(q.Get("code_challenge")) != 43 || q.Get("nonce") == "" {
 		t.Errorf("challenge %q nonce %q", q.Get("code_challenge"), q.Get("nonce"))
 	}
-	// Wrong browser: refused, and the state is spent.
-	if _, _, err := f.Complete(l.State, "other-cookie", true); !errors.Is(err, oauth.ErrWrongBrowser) {
-		t.Fatalf("wrong binding: %v", err)
+	// Wrong browser, or none: refused, and the login stays for the browser
+	// that started it, which alone can end it, once.
+	for _, other := range []string{"other-cookie", ""} {
+		if _, _, err := f.Complete(l.State, other, true); !errors.Is(err, oauth.ErrWrongBrowser) {
+			t.Fatalf("binding %q: %v", other, err)
+		}
+	}
+	if _, _, err := f.Complete(l.State, l.Binding, true); err != nil {
+		t.Fatalf("the right browser after a wrong one: %v", err)
 	}
 	if _, _, err := f.Complete(l.State, l.Binding, true); !errors.Is(err, oauth.ErrBadState) {
 		t.Fatalf("reused state: %v", err)

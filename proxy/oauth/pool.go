@@ -219,10 +219,13 @@ func idpPassword(username string, appKey Secret) Secret {
 	return Secret(base64.StdEncoding.EncodeToString(sum[:]))
 }
 
+// MaxAccountLen is the longest account name the sidecar accepts, in bytes.
+const MaxAccountLen = 256
+
 // ValidAccount bounds what a header, a login ticket or an accounts URL may
 // name: a Panopto username (1-256 bytes, no spaces, controls, '/' or '\\').
 func ValidAccount(a string) bool {
-	if len(a) == 0 || len(a) > 256 {
+	if len(a) == 0 || len(a) > MaxAccountLen {
 		return false
 	}
 	for _, r := range a {

@@ -48,7 +48,7 @@ const TicketKeyLabel = "panopto-sidecar login ticket v1"
 const MaxTicketLen = 4096
 
 // maxAccountLen matches the longest account name the sidecar accepts.
-const maxAccountLen = 256
+const maxAccountLen = MaxAccountLen
 
 // ticketMarkerPrefix starts every marker key. Account names never contain
 // '/', so no marker key is an account's key. The file store hashes keys; the

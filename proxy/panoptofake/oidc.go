@@ -38,10 +38,11 @@ const (
 )
 
 // Profile is what the stand-in knows about a login user besides its name,
-// for the id_token's name and email claims.
+// for the id_token's name, email and upn claims.
 type Profile struct {
 	Name  string
 	Email string
+	UPN   string
 }
 
 // oidcState is the Server's OpenID Connect state, guarded by Server.mu.
@@ -77,8 +78,8 @@ func (s *Server) ForgeNextIDToken(f IDTokenFault) {
 	s.oidc.nextFault = f
 }
 
-// SetProfile sets the name and email the id_token carries for user. Without
-// one, name is the user name and there is no email.
+// SetProfile sets the name, email and upn the id_token carries for user.
+// Without one, name is the user name and there is no email nor upn.
 func (s *Server) SetProfile(user string, p Profile) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,6 +125,9 @@ func (s *Server) idTokenLocked(r *http.Request, g *grant) (string, error) {
 	}
 	if p.Email != "" {
 		claims["email"] = p.Email
+	}
+	if p.UPN != "" {
+		claims["upn"] = p.UPN
 	}
 	key, stranger := signingKeys()
 	switch fault {

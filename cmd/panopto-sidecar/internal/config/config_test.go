@@ -508,7 +508,7 @@ func TestRestartRequired(t *testing.T) {
 		{"", base + "tls: {mode: files, cert_file: c, key_file: k}\ninbound: {client_ca_file: ca.pem}", []string{"tls", "inbound.client_ca_file"}},
 		{"", base + "timeouts: {read_header: 1s, idle: 2s, dial: 3s}", []string{"timeouts"}},
 		{"", base + "upstream_ca_file: ca.pem", []string{"upstream_ca_file"}},
-		{"", base + "accounts: {mode: login}", []string{"accounts.mode"}},
+		{"", base + "accounts: {mode: login, identity_claim: sub}", []string{"accounts.mode"}},
 		{"", base + "vault: {auth: {method: token, token_file: /t}}\ntoken_store: {type: vault}", []string{"token_store"}},
 		{"", base + "tls: {acme: {domains: [a.example]}}\nlog: {format: json}", []string{"tls", "log.format"}},
 		{vaultStore, vaultStore + "vault: {auth: {method: token, token_file: /t}}", []string{"vault"}},

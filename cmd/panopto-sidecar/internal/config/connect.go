@@ -10,6 +10,14 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
 
+// IdentityClaimRequired says why accounts.mode login needs
+// accounts.identity_claim, in the words check and serve print.
+const IdentityClaimRequired = "required with accounts.mode: login: the claim of Panopto's id_token " +
+	"(sub, preferred_username, email or upn) that must name the account a login link is for. Without it, " +
+	"whoever signs in to Panopto on a link connects that account: a student could send their own link to a " +
+	"classmate who is signed in to Panopto, and then act in Panopto as that classmate. " +
+	"identity_claim: none turns the check off knowingly (warned at start and at every login)"
+
 // validateConnect checks the keys of per-student connection: public_listen,
 // accounts.return_to, ticket_ttl, identity_claim and identity_template, and
 // oauth.issuer.
@@ -35,6 +43,8 @@ func (c *Config) validateConnect(v *validator, listenHost string) {
 	}
 	if err := oauth.CheckIdentityClaim(a.IdentityClaim); err != nil {
 		v.problemf("accounts.identity_claim", "%v", err)
+	} else if a.Mode == AccountsLogin && a.IdentityClaim == "" {
+		v.problemf("accounts.identity_claim", "%s", IdentityClaimRequired)
 	}
 	if !strings.Contains(a.IdentityTemplate, "{account}") {
 		v.problemf("accounts.identity_template", "must contain {account}; got %q", a.IdentityTemplate)

@@ -121,7 +121,7 @@ type Accounts struct {
 	// Per-student connection (mode login).
 	ReturnTo         []string `yaml:"return_to"`         // URL prefixes a login may return the browser to
 	TicketTTL        Duration `yaml:"ticket_ttl"`        // how long a login link works, default 10m
-	IdentityClaim    string   `yaml:"identity_claim"`    // "" (no check) | sub | preferred_username | name | email
+	IdentityClaim    string   `yaml:"identity_claim"`    // login: sub | preferred_username | email | upn | none (required)
 	IdentityTemplate string   `yaml:"identity_template"` // what the claim must equal, default {account}
 }
 
