@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -19,7 +21,7 @@ import (
 // cross-site POST /-/logout is 403 and the grant stays; a text/plain
 // upload is 415 and nothing reaches Panopto. Panopto's redirect back, a
 // cross-site navigation, still connects; curl-style requests and a name in
-// inbound.allowed_hosts pass.
+// inbound.allowed_hosts pass, and a name added there by a reload passes.
 func TestBrowsersCannotDriveListen(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -123,6 +125,22 @@ func TestBrowsersCannotDriveListen(t *testing.T) {
 	if n := len(rec.all()); n != upstreamSaw+3 {
 		t.Errorf("Panopto received %d requests for 3 allowed ones", n-upstreamSaw)
 	}
+
+	// inbound.allowed_hosts applies on reload.
+	code, _ = raw("GET /-/healthz HTTP/1.1\r\nHost: sidecar-alias\r\nConnection: close\r\n\r\n")
+	if code != 421 {
+		t.Fatalf("Host sidecar-alias before it is allowed: %d", code)
+	}
+	next := strings.NewReplacer("{{LISTEN}}", addr, "{{URL}}", sc.URL, "[panopto-sidecar]", "[panopto-sidecar, sidecar-alias]").Replace(cfg)
+	writeFile(t, sc.Config+".new", next)
+	if err := os.Rename(sc.Config+".new", sc.Config); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, 30*time.Second, "sidecar-alias allowed after the reload", func() bool {
+		code, _ := raw("GET /-/healthz HTTP/1.1\r\nHost: sidecar-alias\r\nConnection: close\r\n\r\n")
+		return code == 200
+	})
+
 	req, _ := http.NewRequest(http.MethodPost, sc.URL+"/-/logout", nil)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err = http.DefaultClient.Do(req)
