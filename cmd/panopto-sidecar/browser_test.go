@@ -8,10 +8,12 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
@@ -164,4 +166,32 @@ func (crossSiteNavigation) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("Sec-Fetch-Dest", "document")
 	r.Header.Set("Sec-Fetch-User", "?1")
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestAllowedHostsFromConfig: the names besides loopback ones that listen
+// answers to come from listen (unless it is every address),
+// tls.acme.domains and inbound.allowed_hosts.
+func TestAllowedHostsFromConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  config.Config
+		want []string
+	}{
+		{"loopback", config.Config{Listen: "127.0.0.1:9127"}, []string{"127.0.0.1"}},
+		{"every address", config.Config{Listen: "0.0.0.0:9127"}, nil},
+		{"every IPv6 address", config.Config{Listen: "[::]:9127"}, nil},
+		{"no host", config.Config{Listen: ":9127"}, nil},
+		{"a name", config.Config{Listen: "sidecar.internal:9127"}, []string{"sidecar.internal"}},
+		{"IPv6", config.Config{Listen: "[fd00::1]:9127"}, []string{"fd00::1"}},
+		{"allowed hosts", config.Config{Listen: "0.0.0.0:9127",
+			Inbound: config.Inbound{AllowedHosts: []string{"panopto-sidecar", "alias:8080"}}}, []string{"panopto-sidecar", "alias:8080"}},
+		{"ACME domains", config.Config{Listen: "0.0.0.0:443",
+			TLS: config.TLS{Mode: config.TLSACME, ACME: config.ACME{Domains: []string{"sidecar.example.org"}}}}, []string{"sidecar.example.org"}},
+		{"domains without ACME", config.Config{Listen: "0.0.0.0:443",
+			TLS: config.TLS{Mode: config.TLSFiles, ACME: config.ACME{Domains: []string{"sidecar.example.org"}}}}, nil},
+	} {
+		if got := allowedHosts(&tc.cfg); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: allowedHosts = %q, want %q", tc.name, got, tc.want)
+		}
+	}
 }

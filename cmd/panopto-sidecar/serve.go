@@ -256,9 +256,12 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 // allowedHosts are the names besides loopback ones a request on listen may
 // carry in Host: listen's host when it names one address (the proxy also
 // takes the address each connection came in on, so 0.0.0.0 needs nothing
-// here) and inbound.allowed_hosts.
+// here), the ACME certificate's domains and inbound.allowed_hosts.
 func allowedHosts(cfg *config.Config) []string {
 	hosts := slices.Clone(cfg.Inbound.AllowedHosts)
+	if cfg.TLS.Mode == config.TLSACME {
+		hosts = append(hosts, cfg.TLS.ACME.Domains...)
+	}
 	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil && h != "" {
 		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
 			hosts = append(hosts, h)
