@@ -134,6 +134,7 @@ func BenchmarkHandler(b *testing.B) {
 		b.Run(lc.name, func(b *testing.B) {
 			h := benchHandler(b, lc.log)
 			req := httptest.NewRequest(http.MethodGet, "/Panopto/api/v1/folders?pageSize=10", nil)
+			req.Host = "127.0.0.1:9127"
 			req.Header.Set("Accept", "application/json")
 			w := &benchWriter{h: http.Header{}}
 			b.ReportAllocs()
@@ -157,6 +158,7 @@ func BenchmarkHandlerStub(b *testing.B) {
 	body := make([]byte, 1024)
 	h := benchHandlerWith(b, slog.New(slog.NewJSONHandler(io.Discard, nil)), stubTransport{body})
 	req := httptest.NewRequest(http.MethodGet, "/Panopto/api/v1/folders?pageSize=10", nil)
+	req.Host = "127.0.0.1:9127"
 	w := &benchWriter{h: http.Header{}}
 	b.ReportAllocs()
 	b.SetBytes(1024)
@@ -177,6 +179,7 @@ func BenchmarkHandlerParallel(b *testing.B) {
 	b.SetBytes(1024)
 	b.RunParallel(func(pb *testing.PB) {
 		req := httptest.NewRequest(http.MethodGet, "/Panopto/api/v1/folders", nil)
+		req.Host = "127.0.0.1:9127"
 		w := &benchWriter{h: http.Header{}}
 		for pb.Next() {
 			clear(w.h)

@@ -258,6 +258,7 @@ func TestConnectTicketLogin(t *testing.T) {
 	// DELETE revokes at Panopto and forgets the grant.
 	revoked := e.fake.Stats().GrantsRevoked
 	req, _ := http.NewRequest(http.MethodDelete, e.main.URL+"/-/accounts/alice", nil)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -271,7 +271,7 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	}
 	_, _, statusBody := e.call(http.MethodGet, "/-/status", nil)
 	metrics := e.scrape()
-	if code, _, body := e.call(http.MethodPost, "/-/logout", nil); code != http.StatusOK {
+	if code, _, body := e.call(http.MethodPost, "/-/logout", nil, "Content-Type", "application/json"); code != http.StatusOK {
 		t.Fatalf("logout: %d %s", code, body)
 	}
 	secrets = append(secrets, testClientSecret, "rotated-client-secret", base64.StdEncoding.EncodeToString([]byte(testClientID+":"+testClientSecret)))

@@ -61,32 +61,32 @@ func TestFramingGuardRefusesSmuggling(t *testing.T) {
 	h := New(Deps{Accounts: nil}, Options{})
 	addr := serveGuarded(t, h)
 	const (
-		clte = "POST /-/healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-		last = "GET /-/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		clte = "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+		last = "GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 	)
 	chunkedBody := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(clte), clte)
 	cases := []struct {
 		name, raw, want string
 	}{
 		{"pipelined, bodies shaped like requests",
-			"GET /-/healthz HTTP/1.1\r\nHost: x\r\n\r\n" +
-				"POST /-/healthz HTTP/1.1\r\nHost: x\r\nContent-Length: " + fmt.Sprint(len(clte)) + "\r\n\r\n" + clte +
-				"POST /-/healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunkedBody +
-				"GET /-/healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + last,
+			"GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
+				"POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + fmt.Sprint(len(clte)) + "\r\n\r\n" + clte +
+				"POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunkedBody +
+				"GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + last,
 			"[200 200 200 200 200]"},
-		{"CL+TE", "GET /-/healthz HTTP/1.1\r\nHost: x\r\n\r\n" + clte + last, "[200 400]"},
+		{"CL+TE", "GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + clte + last, "[200 400]"},
 		{"CL+TE after an Upgrade answered without 101",
-			"GET /-/healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + clte + last, "[200 400]"},
+			"GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + clte + last, "[200 400]"},
 		{"obs-fold hiding Transfer-Encoding, then CL+TE",
-			"GET /-/healthz HTTP/1.1\r\nHost: x\r\nX-A: b\r\n Transfer-Encoding: chunked\r\n\r\n" + clte + last, "[400]"},
-		{"obs-fold", "GET /-/healthz HTTP/1.1\r\nHost: x\r\nX-A: b\r\n\tc\r\n\r\n" + last, "[400]"},
+			"GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b\r\n Transfer-Encoding: chunked\r\n\r\n" + clte + last, "[400]"},
+		{"obs-fold", "GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b\r\n\tc\r\n\r\n" + last, "[400]"},
 		{"HTTP/1.0 with Transfer-Encoding, then CL+TE",
 			"GET /-/healthz HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" + clte + last, "[400]"},
-		{"Content-Length with a plus", "POST /-/healthz HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n0\r\n\r\n" + last, "[400]"},
-		{"Content-Lengths that differ", "POST /-/healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n0\r\n\r\n" + last, "[400]"},
-		{"Transfer-Encoding: chunked, identity", "POST /-/healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + last, "[501]"},
-		{"Transfer-Encoding: identity with a length", "POST /-/healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n" + clte + last, "[501]"},
-		{"a malformed chunk, then a request", "POST /-/healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXY0\r\n\r\n" + last, "[200]"},
+		{"Content-Length with a plus", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +5\r\n\r\n0\r\n\r\n" + last, "[400]"},
+		{"Content-Lengths that differ", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n0\r\n\r\n" + last, "[400]"},
+		{"Transfer-Encoding: chunked, identity", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + last, "[501]"},
+		{"Transfer-Encoding: identity with a length", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n" + clte + last, "[501]"},
+		{"a malformed chunk, then a request", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXY0\r\n\r\n" + last, "[200]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +140,7 @@ func switched(t *testing.T, addr, target string) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {

@@ -89,6 +89,7 @@ func FuzzRedirectQuery(f *testing.F) {
 		req := httptest.NewRequest(http.MethodGet, "/redirect", nil)
 		req.URL.RawQuery = q
 		req.RequestURI = "/redirect?" + q
+		req.Host = "localhost:9127"
 		if c != "" {
 			req.Header.Set("Cookie", c)
 		}

@@ -45,6 +45,11 @@ type Options struct {
 	// PublicListen: public_url names the public listener (public_listen),
 	// which serves ticketed logins only; no answer offers its /-/login.
 	PublicListen bool
+	// AllowedHosts are the names, besides loopback names, the address a
+	// connection came in on and public_url's host, that the Host header
+	// may carry: "name" with any port, "name:port" with that port only.
+	// Any other Host is answered 421 (browser.go).
+	AllowedHosts []string
 }
 
 // account names the account a request is for: the accounts header's value
@@ -125,7 +130,7 @@ func (h *Handler) Options() *Options { return h.opts.Load() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := h.opts.Load()
-	if h.refuseMalformed(w, r) {
+	if h.refuseMalformed(w, r) || h.refuseForeign(w, r, o) {
 		return
 	}
 	p := r.URL.Path
@@ -144,6 +149,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return
 		}
+	}
+	if h.refuseContentType(w, r) {
+		return
 	}
 	switch p {
 	case "/-/status":

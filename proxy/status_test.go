@@ -64,7 +64,7 @@ func TestStatusAndReadyReasons(t *testing.T) {
 	expect("before login", false, oauth.ReasonNeverConnected)
 	e.login()
 	expect("after login", true, "")
-	if code, _, body := e.call(http.MethodPost, "/-/logout", nil); code != http.StatusOK {
+	if code, _, body := e.call(http.MethodPost, "/-/logout", nil, "Content-Type", "application/json"); code != http.StatusOK {
 		t.Fatalf("logout: %d %s", code, body)
 	}
 	expect("after logout", false, oauth.ReasonLoggedOut)
@@ -77,7 +77,9 @@ func TestAccountStatus(t *testing.T) {
 	h := New(Deps{Accounts: namedAccounts{"": e.m, "alice": e.m}, Flow: e.flow}, *e.h.Options())
 	get := func(target string) (int, []byte) {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Host = "127.0.0.1:9127"
+		h.ServeHTTP(rec, req)
 		return rec.Code, rec.Body.Bytes()
 	}
 	code, body := get("/-/status?account=alice")

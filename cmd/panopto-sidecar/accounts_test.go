@@ -160,7 +160,7 @@ func TestAccountsLogin(t *testing.T) {
 
 	// Logout revokes bob's grant at Panopto and deletes it.
 	before := pan.Stats().GrantsRevoked
-	resp, err := http.Post(sc.URL+"/-/logout?account=bob", "", nil)
+	resp, err := http.Post(sc.URL+"/-/logout?account=bob", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

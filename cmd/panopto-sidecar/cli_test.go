@@ -173,7 +173,7 @@ func TestStatusCommand(t *testing.T) {
 	})
 
 	t.Run("after logout", func(t *testing.T) {
-		resp, err := http.Post(sc.URL+"/-/logout", "", nil)
+		resp, err := http.Post(sc.URL+"/-/logout", "application/json", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -236,7 +236,7 @@ timeouts: {upstream_headers: 1s}
 				return err
 			}
 			defer up.Close()
-			fmt.Fprintf(up, "POST /Panopto/Upload/sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", faultBodySize)
+			fmt.Fprintf(up, "POST /Panopto/Upload/sink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n", faultBodySize)
 			up.Write(make([]byte, 1024))
 
 			slow, err := net.Dial("tcp", addr)
@@ -244,7 +244,7 @@ timeouts: {upstream_headers: 1s}
 				return err
 			}
 			defer slow.Close()
-			fmt.Fprintf(slow, "GET /Panopto/Upload/big HTTP/1.1\r\nHost: x\r\n\r\n")
+			fmt.Fprintf(slow, "GET /Panopto/Upload/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 			slow.SetReadDeadline(time.Now().Add(faultPrompt))
 			if line, err := bufio.NewReaderSize(slow, 16).ReadString('\n'); err != nil || !strings.Contains(line, " 200 ") {
 				return fmt.Errorf("slow reader: %q %v", line, err)

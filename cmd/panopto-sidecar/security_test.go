@@ -83,18 +83,19 @@ func TestNoOpenProxyAndHostileRequests(t *testing.T) {
 		{"absolute-form to the sidecar", "GET http://" + addr + "/Panopto/api/v1/folders HTTP/1.1\r\nHost: " + addr + "\r\n\r\n", "400"},
 		{"CONNECT", "CONNECT " + canaryHost + " HTTP/1.1\r\nHost: " + canaryHost + "\r\n\r\n", "400"},
 		{"Host header of another host", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: " + canaryHost + "\r\n\r\n", "200"},
-		{"dot segments out of a route", "GET /Panopto/api/../../evil HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
-		{"encoded dots", "GET /Panopto/api/%2e%2e/%2e%2e/evil HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
-		{"double-encoded dots", "GET /Panopto/api/%252e%252e/evil HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
-		{"encoded slash", "GET /Panopto/api%2f..%2fevil HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
-		{"backslash", "GET /Panopto/api/..\\evil HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
-		{"no route", "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n", "404"},
-		{"unknown transfer coding", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "501"},
-		{"conflicting length and chunked", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
-		{"two content lengths", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "400"},
-		{"oversized headers", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\n\r\n", "431"},
-		{"bare CR in a header value", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: x\r\nX-A: a\rInjected: b\r\n\r\n", "400"},
-		{"header injection through the path", "GET /Panopto/api/v1/folders\r\nX-Injected: 1 HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"Host header naming another site", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: canary.example\r\n\r\n", "421"},
+		{"dot segments out of a route", "GET /Panopto/api/../../evil HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "400"},
+		{"encoded dots", "GET /Panopto/api/%2e%2e/%2e%2e/evil HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "400"},
+		{"double-encoded dots", "GET /Panopto/api/%252e%252e/evil HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "400"},
+		{"encoded slash", "GET /Panopto/api%2f..%2fevil HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "400"},
+		{"backslash", "GET /Panopto/api/..\\evil HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "400"},
+		{"no route", "GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "404"},
+		{"unknown transfer coding", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "501"},
+		{"conflicting length and chunked", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"two content lengths", "POST /Panopto/api/v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "400"},
+		{"oversized headers", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\n\r\n", "431"},
+		{"bare CR in a header value", "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\rInjected: b\r\n\r\n", "400"},
+		{"header injection through the path", "GET /Panopto/api/v1/folders\r\nX-Injected: 1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "400"},
 	}
 	for _, tc := range cases {
 		got := rawRequest(t, addr, tc.req)
@@ -123,7 +124,7 @@ func TestNoOpenProxyAndHostileRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	io.WriteString(c, "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: x\r\n")
+	io.WriteString(c, "GET /Panopto/api/v1/folders HTTP/1.1\r\nHost: 127.0.0.1\r\n")
 	start := time.Now()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, err = io.ReadAll(c)
@@ -208,7 +209,7 @@ func TestLoginCallbackSecurity(t *testing.T) {
 	// the callback uses. (Here both are 127.0.0.1; check the hop logic with
 	// a mismatched Host header.)
 	req, _ := http.NewRequest(http.MethodGet, sc.URL+"/-/login?account=", nil)
-	req.Host = "localhost.example:1"
+	req.Host = "localhost:1"
 	resp, err = noFollow(nil).Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -248,6 +249,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		RequireBrowserBinding: true,
 		Connect:               connectOptions(cfg),
 		PublicListen:          cfg.PublicListen != "",
+		AllowedHosts:          allowedHosts(cfg),
 	}
 	// config.Load read the file and refused a blank one: the secret comes
 	// with the config it belongs to, and is never empty while the file is
@@ -257,6 +259,23 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		o.SharedSecret = oauth.Secret("\x00no shared secret loaded")
 	}
 	return o
+}
+
+// allowedHosts are the names besides loopback ones a request on listen may
+// carry in Host: listen's host when it names one address (the proxy also
+// takes the address each connection came in on, so 0.0.0.0 needs nothing
+// here), the ACME certificate's domains and inbound.allowed_hosts.
+func allowedHosts(cfg *config.Config) []string {
+	hosts := slices.Clone(cfg.Inbound.AllowedHosts)
+	if cfg.TLS.Mode == config.TLSACME {
+		hosts = append(hosts, cfg.TLS.ACME.Domains...)
+	}
+	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil && h != "" {
+		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 func (s *sidecar) revoke(ctx context.Context, g *oauth.Grant) error {

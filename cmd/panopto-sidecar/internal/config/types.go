@@ -131,6 +131,10 @@ type Inbound struct {
 	SharedSecretFile     string `yaml:"shared_secret_file"`   // required header value, read from this file
 	SharedSecretHeader   string `yaml:"shared_secret_header"` // default X-Sidecar-Auth
 	ClientCAFile         string `yaml:"client_ca_file"`       // mTLS: client certificates must chain to this
+	// AllowedHosts are further names a request's Host may carry on listen
+	// (beside loopback names, the listen address and public_url's host):
+	// "name" with any port, "name:port" with that port only.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 type Timeouts struct {

@@ -101,6 +101,7 @@ func (c *Config) validate(lines map[string]int) []error {
 	if c.Inbound.ClientCAFile != "" && c.TLS.Mode == TLSNone {
 		v.problemf("inbound.client_ca_file", "client certificates need tls.mode files or acme")
 	}
+	c.validateAllowedHosts(v)
 	in := c.Inbound
 	if listenOK && !isLoopbackHost(listenHost) &&
 		!in.AllowUnauthenticated && in.SharedSecretFile == "" && in.ClientCAFile == "" {
