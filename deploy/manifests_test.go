@@ -684,11 +684,7 @@ func TestConfigMapPassesCheck(t *testing.T) {
 	m := load(t)
 	text, _ := m.config(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "panopto-sidecar")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/panopto-sidecar")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sidecarBinary(t)
 	// In the pod the projected service-account token sits at jwt_file;
 	// here a stand-in file takes its place, and -offline skips Vault itself.
 	const podJWT = "/var/run/secrets/vault/token"

@@ -42,11 +42,18 @@ type connectEnv struct {
 
 func newConnectEnv(t *testing.T, mode oauth.AccountsMode, co ConnectOptions) *connectEnv {
 	t.Helper()
+	return newConnectEnvAt(t, mode, co, "")
+}
+
+// newConnectEnvAt is newConnectEnv with public_url under a path prefix
+// (e.g. /panopto), as behind a reverse proxy that passes the path as is.
+func newConnectEnvAt(t *testing.T, mode oauth.AccountsMode, co ConnectOptions, prefix string) *connectEnv {
+	t.Helper()
 	clk := testsupport.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	e := &connectEnv{t: t, clk: clk, logs: &testsupport.SyncBuffer{}, dir: t.TempDir()}
 	e.public = httptest.NewUnstartedServer(nil)
 	e.main = httptest.NewUnstartedServer(nil)
-	publicURL := "http://" + e.public.Listener.Addr().String()
+	publicURL := "http://" + e.public.Listener.Addr().String() + prefix
 
 	e.fake = panoptofake.New(panoptofake.Options{
 		ClientID: testClientID, ClientSecret: testClientSecret,

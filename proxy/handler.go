@@ -23,7 +23,7 @@ import (
 // change. Handler holds it as an immutable snapshot.
 type Options struct {
 	Upstream            *url.URL    // scheme://host[:port], no path
-	PublicURL           string      // scheme://host[:port] the browser and OnTrack use
+	PublicURL           string      // scheme://host[:port][/prefix] the browser and OnTrack use
 	Routes              []Route     // first matching prefix wins
 	RoutesMatch         RoutesMatch // how a path matches a prefix; "" is case-insensitive
 	Endpoint            oauth.Endpoint

@@ -66,7 +66,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 	}
 	l := h.deps.Flow.BeginReturning(o.Endpoint, creds.ID, account, returnTo)
 	http.SetCookie(w, &http.Cookie{
-		Name: bindingCookie, Value: l.Binding, Path: "/redirect", MaxAge: 600,
+		Name: bindingCookie, Value: l.Binding, Path: bindingCookiePath(o), MaxAge: 600,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(o.PublicURL, "https://"),
 	})
 	w.Header().Set("Cache-Control", "no-store")
@@ -108,7 +108,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 		page(w, http.StatusBadRequest, "Not connected", "This login link is unknown, was already used, or has expired ("+err.Error()+"). Start again at "+o.PublicURL+"/-/login.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: bindingCookie, Value: "", Path: "/redirect", MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: bindingCookie, Value: "", Path: bindingCookiePath(o), MaxAge: -1})
 	m, err := h.deps.Accounts.Manager(r.Context(), done.Account)
 	if err != nil {
 		h.endLogin(w, r, o, done, nil, reasonExchangeFailed, err)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
@@ -14,6 +15,10 @@ import (
 // included, is 404. No inbound authentication applies here: a browser
 // cannot present it, and nothing here acts without a ticket or a pending
 // login's state.
+//
+// When public_url has a path (https://ontrack.example/panopto, behind a
+// reverse proxy), the pages are served both at the root (the proxy strips
+// the prefix) and under the prefix (the proxy passes the path as is).
 func (h *Handler) Public() http.Handler { return publicHandler{h} }
 
 type publicHandler struct{ h *Handler }
@@ -24,7 +29,7 @@ func (p publicHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.refuseMalformed(w, r) {
 		return
 	}
-	switch r.URL.Path {
+	switch trimPublicPath(o, r.URL.Path) {
 	case "/-/healthz":
 		h.healthz(w, r)
 	case "/-/login":
@@ -60,3 +65,24 @@ func (o *Options) loginHint(account string) (key, value string) {
 	}
 	return "login_url", o.PublicURL + "/-/login"
 }
+// publicPath is public_url's path: "" or a prefix such as /panopto under
+// which browsers reach the login pages through a reverse proxy.
+func publicPath(o *Options) string {
+	u, err := url.Parse(o.PublicURL)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/")
+}
+
+// trimPublicPath removes public_url's path prefix from p, if p is under it.
+func trimPublicPath(o *Options, p string) string {
+	if pre := publicPath(o); pre != "" && strings.HasPrefix(p, pre+"/") {
+		return p[len(pre):]
+	}
+	return p
+}
+
+// bindingCookiePath scopes the login's binding cookie to the redirect URI
+// as the browser sees it: public_url's path + /redirect.
+func bindingCookiePath(o *Options) string { return publicPath(o) + "/redirect" }

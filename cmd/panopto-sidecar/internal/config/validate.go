@@ -52,8 +52,10 @@ func (c *Config) validate(lines map[string]int) []error {
 	}
 	if msg := urlProblem(c.PublicURL); msg != "" {
 		v.problemf("public_url", "%s; got %q", msg, c.PublicURL)
-	} else if msg := originProblem(c.PublicURL); msg != "" {
+	} else if msg := publicURLProblem(c.PublicURL); msg != "" {
 		v.problemf("public_url", "%s", msg)
+	} else if c.RewriteUploadTarget && c.publicPath() != "" {
+		v.problemf("rewrite_upload_target", "needs public_url without a path: upload targets are served at the root of listen; got %q", c.PublicURL)
 	}
 	if msg := upstreamProblem(c.Upstream); msg != "" {
 		v.problemf("upstream", "%s", msg)
