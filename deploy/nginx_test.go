@@ -318,16 +318,14 @@ func (p *sidecarProc) private(t *testing.T, method, path, host string, body any)
 // OnTrack (a page that records where the browser landed), the real sidecar
 // with config.example.yaml, and a real nginx with nginx-panopto.conf.
 type composeEnv struct {
-	fake          *panoptofake.Server
-	upstream      string // the stand-in's URL
-	ontrack       *httptest.Server
-	landed        chan *url.URL
-	nginx         string // base URL
-	publicURL     string
-	accessLog     string
-	sc            *sidecarProc
-	allowedHosts  bool // config decoding knows inbound.allowed_hosts
-	allowedReason string
+	fake      *panoptofake.Server
+	upstream  string // the stand-in's URL
+	ontrack   *httptest.Server
+	landed    chan *url.URL
+	nginx     string // base URL
+	publicURL string
+	accessLog string
+	sc        *sidecarProc
 }
 
 func newComposeEnv(t *testing.T) *composeEnv {
@@ -376,23 +374,10 @@ func newComposeEnv(t *testing.T) *composeEnv {
 		"token_store.path":           filepath.Join(dir, "panopto-token.json"),
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
-	write := func() {
-		if err := os.WriteFile(cfgPath, exampleForTest(t, set), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(cfgPath, exampleForTest(t, set), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	write()
-	out, ok := checkConfig(t, bin, cfgPath)
-	e.allowedHosts = true
-	if !ok && strings.Contains(out, "allowed_hosts") {
-		// A sidecar without the Host check on listen refuses the key as
-		// unknown: run the example without it.
-		e.allowedHosts, e.allowedReason = false, strings.TrimSpace(out)
-		set["inbound.allowed_hosts"] = nil
-		write()
-		out, ok = checkConfig(t, bin, cfgPath)
-	}
-	if !ok {
+	if out, ok := checkConfig(t, bin, cfgPath); !ok {
 		t.Fatalf("panopto-sidecar check rejects config.example.yaml (addresses changed for the test):\n%s", out)
 	}
 	startSidecar(t, bin, cfgPath, e.sc)
@@ -523,13 +508,9 @@ func TestComposeBehindNginx(t *testing.T) {
 // TestComposeAPIServerHost: OnTrack's apiserver calls
 // http://panopto-sidecar:9127, so its requests carry that Host; with
 // config.example.yaml's inbound.allowed_hosts they are served, and another
-// Host is refused (421). Skipped while config decoding does not know
-// inbound.allowed_hosts.
+// Host is refused (421).
 func TestComposeAPIServerHost(t *testing.T) {
 	e := newComposeEnv(t)
-	if !e.allowedHosts {
-		t.Skipf("config decoding does not know inbound.allowed_hosts yet:\n%s", e.allowedReason)
-	}
 	host := sidecarName + ":" + listenPort
 	if code, st := e.sc.private(t, http.MethodGet, "/-/accounts/alice", host, nil); code != 200 || st["account"] != "alice" {
 		t.Errorf("GET /-/accounts/alice with Host %s: %d %v, want 200", host, code, st)

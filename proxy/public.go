@@ -65,6 +65,7 @@ func (o *Options) loginHint(account string) (key, value string) {
 	}
 	return "login_url", o.PublicURL + "/-/login"
 }
+
 // publicPath is public_url's path: "" or a prefix such as /panopto under
 // which browsers reach the login pages through a reverse proxy.
 func publicPath(o *Options) string {
