@@ -16,8 +16,9 @@ import (
 )
 
 // chromium returns a headless Chromium's path ($CHROMIUM_BIN, else
-// chromium on PATH) or skips the test: a browser is not one of the peers
-// .ci/run installs (apt-get install chromium gives one).
+// chromium on PATH) or skips the test (fails with
+// PANOPTO_SIDECAR_REQUIRE_PEERS=1, as in .ci/run, which installs Debian's
+// chromium).
 func chromium(t *testing.T) string {
 	t.Helper()
 	if bin := os.Getenv("CHROMIUM_BIN"); bin != "" {
@@ -27,6 +28,9 @@ func chromium(t *testing.T) string {
 		if bin, err := exec.LookPath(name); err == nil {
 			return bin
 		}
+	}
+	if os.Getenv("PANOPTO_SIDECAR_REQUIRE_PEERS") == "1" {
+		t.Fatal("no Chromium on PATH (set CHROMIUM_BIN, or apt-get install chromium)")
 	}
 	t.Skip("no Chromium on PATH (set CHROMIUM_BIN)")
 	return ""
