@@ -236,6 +236,8 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		SharedSecretHeader:  cfg.Inbound.SharedSecretHeader,
 		UploadPartSize:      cfg.Uploads.PartSize.Int64(),
 		UploadConcurrency:   cfg.Uploads.Concurrency,
+		UploadMemoryLimit:   cfg.Uploads.MemoryLimit.Int64(),
+		UploadQueueTimeout:  cfg.Uploads.QueueTimeout.D(),
 		// The callback must come from the browser that started the login
 		// (a cookie set by /-/login): a login link cannot be replayed or
 		// pushed into someone else's browser.
