@@ -279,7 +279,8 @@ func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server,
 		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	srv := &http.Server{
-		Handler:           s.handler,
+		// A refusal reaches clients that write their whole body first.
+		Handler:           proxy.Linger(s.handler),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
 		IdleTimeout:       cfg.Timeouts.Idle.D(),
 		MaxHeaderBytes:    64 << 10,
