@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
@@ -235,5 +236,66 @@ print(r.status, r.read().decode())
 	})
 	if st := pan.Stats(); st.UploadRequests != 0 || len(pan.UploadIDs()) != 0 {
 		t.Fatalf("something was created at Panopto: %+v", st)
+	}
+}
+
+// TestUploadBusyWriteFirst: with room for two part buffers, two slow
+// uploads hold one each; a third, sent by a client that writes its whole
+// body before it reads, waits uploads.queue_timeout and reads 503
+// uploads_busy with Retry-After, nothing created at Panopto for it; the two
+// finish.
+func TestUploadBusyWriteFirst(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, S3SecretKey: "dummy"})
+	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"uploads: {memory_limit: 32MiB, queue_timeout: 1s}\n", nil)
+	login(t, sc.URL)
+
+	const size = 40 << 20 // about 4 s each at the pace below
+	slow := make(chan uploadAnswer, 2)
+	for i := range 2 {
+		go func() {
+			body := &pacedReader{r: panoptofake.PatternReader(size), pause: 100 * time.Millisecond, step: 1 << 20}
+			slow <- sendUpload(sc.URL, fmt.Sprintf("folder_id=%s&name=slow-%d.mp4", panoptofake.FolderOnTrack, i), body, size)
+		}()
+	}
+	testsupport.WaitFor(t, 10*time.Second, "both slow uploads admitted", func() bool {
+		return metricValue(fetch(t, sc.URL+"/metrics"), "panopto_sidecar_upload_buffers_in_use") == 2
+	})
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	w := bufio.NewWriterSize(c, 64<<10)
+	fmt.Fprintf(w, "POST /-/uploads?folder_id=%s&name=third.mp4 HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", panoptofake.FolderOnTrack, addr, 20<<20)
+	if _, err := io.Copy(w, panoptofake.PatternReader(20<<20)); err != nil {
+		t.Fatalf("writing the body: %v", err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatalf("writing the body: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	if resp.StatusCode != 503 || m["error"] != "uploads_busy" || resp.Header.Get("Retry-After") != "60" || m["id"] != nil {
+		t.Fatalf("answer %d %v %v", resp.StatusCode, resp.Header, m)
+	}
+	for range 2 {
+		if a := <-slow; a.Status != 201 || a.Bytes != size {
+			t.Fatalf("slow upload: %+v", a)
+		}
+	}
+	if n := len(pan.UploadIDs()); n != 2 {
+		t.Fatalf("%d sessionUploads at Panopto, want the two slow ones", n)
+	}
+	metrics := fetch(t, sc.URL+"/metrics")
+	if metricValue(metrics, "panopto_sidecar_uploads_busy_total") != 1 || metricValue(metrics, "panopto_sidecar_uploads_waiting") != 0 {
+		t.Fatalf("metrics:\n%s", metrics)
 	}
 }
