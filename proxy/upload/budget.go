@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,7 +166,7 @@ func (b *Budget) Admit(ctx context.Context, size int64, wait time.Duration) ([]b
 	b.mu.Lock()
 	for i, q := range b.queue {
 		if q == w {
-			b.queue = append(b.queue[:i], b.queue[i+1:]...)
+			b.queue = slices.Delete(b.queue, i, i+1)
 			b.grantLocked() // the next in line may fit where this one did not
 			b.observeLocked()
 			b.mu.Unlock()
@@ -229,7 +230,7 @@ func (b *Budget) takeLocked(size int64) ([]byte, bool) {
 	for i := len(b.idle) - 1; i >= 0; i-- {
 		if int64(len(b.idle[i].buf)) == size {
 			buf := b.idle[i].buf
-			b.idle = append(b.idle[:i], b.idle[i+1:]...)
+			b.idle = slices.Delete(b.idle, i, i+1) // clears the tail: no stale reference
 			b.idleBytes -= size
 			b.inUse += size
 			b.buffers++
