@@ -180,7 +180,8 @@ func TestLingerExpectContinue(t *testing.T) {
 	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 400 ") {
 		t.Fatalf("first line %q (%v), want the 400 and no 100 Continue", status, err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(status), br)), nil)
+	rr := bufio.NewReader(io.MultiReader(strings.NewReader(status), br))
+	resp, err := http.ReadResponse(rr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +193,12 @@ func TestLingerExpectContinue(t *testing.T) {
 	}
 	if !resp.Close {
 		t.Errorf("the answer does not say the connection closes: %v", resp.Header)
+	}
+	// The client sends nothing and is done: nothing more comes, no late
+	// 100 Continue either, and the server closes.
+	_ = c.(*net.TCPConn).CloseWrite()
+	if rest, err := io.ReadAll(rr); len(rest) != 0 {
+		t.Fatalf("after the answer: %q (%v)", rest, err)
 	}
 	c.Close()
 
