@@ -42,6 +42,9 @@ type results struct {
 	Storm   *stormResult   `json:"storm,omitempty"`
 	Upload  *uploadResult  `json:"upload,omitempty"`
 	Notes   []string       `json:"notes"`
+
+	// Deadline: many uploads at once, API calls meanwhile.
+	Deadline *deadlineResult `json:"deadline,omitempty"`
 }
 
 func bench(ctx context.Context, f flags, stdout, stderr io.Writer) (err error) {
@@ -170,6 +173,13 @@ func bench(ctx context.Context, f flags, stdout, stderr io.Writer) (err error) {
 			return err
 		}
 		res.Upload = ur
+	}
+	if !f.skip["deadline"] {
+		dr, err := deadlinePhase(ctx, f, dir, logf)
+		if err != nil {
+			return err
+		}
+		res.Deadline = dr
 	}
 	if up.unauthorized.Load() > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("upstream refused %d requests for a bad bearer", up.unauthorized.Load()))
@@ -353,6 +363,9 @@ func report(w io.Writer, f flags, res *results) {
 	}
 	if res.Upload != nil {
 		uploadReport(w, res.Upload)
+	}
+	if res.Deadline != nil {
+		deadlineReport(w, res.Deadline)
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "\nnote: %s\n", n)

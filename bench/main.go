@@ -62,6 +62,9 @@ type flags struct {
 	uploadPartSize    int64
 	uploadConcurrency int
 	uploadRepeats     int
+
+	deadlineUploads []int
+	deadlineBytes   int64
 }
 
 func main() {
@@ -102,7 +105,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Int64Var(&f.uploadPartSize, "upload-part-size", 16<<20, "S3 part size of both upload clients (5-25 MiB)")
 	fs.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight for both upload clients")
 	fs.IntVar(&f.uploadRepeats, "upload-repeats", 3, "interleaved repeats of each upload client")
-	skip := fs.String("skip", "", "phases to skip: latency,stream,storm,upload")
+	deadlineUploads := fs.String("deadline-uploads", "1,8,32", "uploads at once in the deadline phase, one run each")
+	fs.Int64Var(&f.deadlineBytes, "deadline-bytes", 64<<20, "bytes per upload in the deadline phase")
+	skip := fs.String("skip", "", "phases to skip: latency,stream,storm,upload,deadline")
 	fs.StringVar(&f.workDir, "workdir", "", "directory for configs, logs and binaries (default: a new temp dir)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory")
 	fs.StringVar(&f.caddyBin, "caddy", "", "caddy binary (default: PATH, $GOBIN, $HOME/.cache/panopto-sidecar-bench/bin)")
@@ -129,6 +134,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		default:
 			return fmt.Errorf("-targets: unknown target %q", t)
 		}
+	}
+	for _, s := range strings.Split(*deadlineUploads, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-deadline-uploads: bad count %q", s)
+		}
+		f.deadlineUploads = append(f.deadlineUploads, n)
 	}
 	f.skip = map[string]bool{}
 	for _, s := range strings.Split(*skip, ",") {

@@ -40,6 +40,10 @@ type Options struct {
 	// UploadPartSize and UploadConcurrency shape POST /-/uploads (0: defaults).
 	UploadPartSize    int64
 	UploadConcurrency int
+	// UploadMemoryLimit is the one budget of every upload's part buffers,
+	// and UploadQueueTimeout the longest wait for a first one (0: defaults).
+	UploadMemoryLimit  int64
+	UploadQueueTimeout time.Duration
 	// Connect: per-student connection (accounts.mode login).
 	Connect ConnectOptions
 	// PublicListen: public_url names the public listener (public_listen),
@@ -116,6 +120,7 @@ func New(d Deps, o Options) *Handler {
 	}
 	h := &Handler{deps: d, log: d.Logger, started: d.Now()}
 	h.opts.Store(&o)
+	h.ups.budget = newUploadBudget(d.Metrics, o.UploadMemoryLimit)
 	h.fwd = newForwarder(h)
 	h.metrics = promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})
 	return h
@@ -123,7 +128,10 @@ func New(d Deps, o Options) *Handler {
 
 // Update swaps the options; requests already in flight finish with the old
 // ones.
-func (h *Handler) Update(o Options) { h.opts.Store(&o) }
+func (h *Handler) Update(o Options) {
+	h.ups.budget.SetLimit(o.UploadMemoryLimit)
+	h.opts.Store(&o)
+}
 
 // Options returns the options in force.
 func (h *Handler) Options() *Options { return h.opts.Load() }

@@ -2,38 +2,56 @@ package proxy
 
 import (
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/upload"
 )
 
 // uploaders holds the upload engine for the options in force; a reload that
-// changes the part size, concurrency or upstream gets a new one.
+// changes the part size, concurrency, queue timeout or upstream gets a new
+// one. Every engine takes its part buffers from the one budget.
 type uploaders struct {
-	cur atomic.Pointer[uploaderFor]
+	cur    atomic.Pointer[uploaderFor]
+	budget *upload.Budget // made by New; its limit follows the options
+}
+
+func newUploadBudget(m *Metrics, limit int64) *upload.Budget {
+	return upload.NewBudget(upload.BudgetOptions{
+		Limit:   limit,
+		Observe: m.uploadBudget,
+		// Buffers idle for a minute go back to the system at once: an idle
+		// sidecar does not keep the memory of the last busy hour.
+		Released: debug.FreeOSMemory,
+	})
 }
 
 type uploaderFor struct {
-	upstream    string
-	partSize    int64
-	concurrency int
-	u           *upload.Uploader
+	upstream     string
+	partSize     int64
+	concurrency  int
+	queueTimeout time.Duration
+	u            *upload.Uploader
 }
 
 func (h *Handler) uploader(o *Options) *upload.Uploader {
-	want := uploaderFor{upstream: o.Upstream.String(), partSize: o.UploadPartSize, concurrency: o.UploadConcurrency}
-	if c := h.ups.cur.Load(); c != nil && c.upstream == want.upstream && c.partSize == want.partSize && c.concurrency == want.concurrency {
+	want := uploaderFor{upstream: o.Upstream.String(), partSize: o.UploadPartSize, concurrency: o.UploadConcurrency, queueTimeout: o.UploadQueueTimeout}
+	if c := h.ups.cur.Load(); c != nil && c.upstream == want.upstream && c.partSize == want.partSize &&
+		c.concurrency == want.concurrency && c.queueTimeout == want.queueTimeout {
 		return c.u
 	}
 	want.u = upload.New(upload.Options{
-		Upstream:    o.Upstream,
-		Transport:   h.deps.Transport,
-		PartSize:    o.UploadPartSize,
-		Concurrency: o.UploadConcurrency,
-		Logger:      h.log.With("component", "upload"),
-		Hooks:       h.deps.Metrics.uploadHooks(),
-		Now:         h.deps.Now,
+		Upstream:     o.Upstream,
+		Transport:    h.deps.Transport,
+		PartSize:     o.UploadPartSize,
+		Concurrency:  o.UploadConcurrency,
+		Logger:       h.log.With("component", "upload"),
+		Hooks:        h.deps.Metrics.uploadHooks(),
+		Now:          h.deps.Now,
+		Budget:       h.ups.budget,
+		QueueTimeout: o.UploadQueueTimeout,
 	})
 	h.ups.cur.Store(&want)
 	return want.u

@@ -62,7 +62,7 @@ func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS 
 	}
 	log := s.log.With("component", "public")
 	srv := &http.Server{
-		Handler:           s.handler.Public(),
+		Handler:           proxy.Linger(s.handler.Public()),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
 		ReadTimeout:       30 * time.Second, // a browser's GET has no body to wait for
 		WriteTimeout:      60 * time.Second, // a callback exchanges the code: one token call

@@ -243,6 +243,8 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 		SharedSecretHeader:  cfg.Inbound.SharedSecretHeader,
 		UploadPartSize:      cfg.Uploads.PartSize.Int64(),
 		UploadConcurrency:   cfg.Uploads.Concurrency,
+		UploadMemoryLimit:   cfg.Uploads.MemoryLimit.Int64(),
+		UploadQueueTimeout:  cfg.Uploads.QueueTimeout.D(),
 		// The callback must come from the browser that started the login
 		// (a cookie set by /-/login): a login link cannot be replayed or
 		// pushed into someone else's browser.
@@ -302,7 +304,8 @@ func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server,
 		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	srv := &http.Server{
-		Handler:           s.handler,
+		// A refusal reaches clients that write their whole body first.
+		Handler:           proxy.Linger(s.handler),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
 		IdleTimeout:       cfg.Timeouts.Idle.D(),
 		MaxHeaderBytes:    64 << 10,

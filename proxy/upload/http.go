@@ -3,6 +3,7 @@ package upload
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -86,7 +87,7 @@ func SafeName(n string) bool {
 func (u *Uploader) ServeCreate(w http.ResponseWriter, r *http.Request, tokens Tokens, p Params) {
 	res, err := u.Create(r.Context(), tokens, p, r.Body)
 	if err != nil {
-		// The rest of a body we stopped reading is not worth draining.
+		// The connection is not reused after a body we stopped reading.
 		w.Header().Set("Connection", "close")
 		WriteError(w, err.(*Error))
 		return
@@ -109,6 +110,9 @@ func (u *Uploader) ServeGet(w http.ResponseWriter, r *http.Request, tokens Token
 // WriteError answers e as JSON: error, detail, and for an upload that had
 // begun at Panopto its id and what was cleaned up.
 func WriteError(w http.ResponseWriter, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds())))
+	}
 	body := map[string]any{"error": e.Code, "detail": e.Detail}
 	if e.ID != "" {
 		body["id"] = e.ID

@@ -165,12 +165,13 @@ func (s *s3Upload) putObject(ctx context.Context, key, contentType string, data 
 }
 
 // stream reads the body into part buffers and uploads them, Concurrency
-// parts at a time, while the next one fills: at most Concurrency+1 buffers
-// of PartSize exist for this upload. first holds the bytes already read;
-// done says the body ended with them. sent counts bytes the target took.
-func (u *Uploader) stream(ctx context.Context, up *s3Upload, first []byte, done bool, body io.Reader, sent *int64) (int64, error) {
+// parts at a time, while the next one fills: the buffers come from the
+// upload's share of the budget, at most Concurrency+1 of PartSize, at least
+// the one it was admitted with. first holds the bytes already read; done
+// says the body ended with them. sent counts bytes the target took.
+func (u *Uploader) stream(ctx context.Context, sh *share, up *s3Upload, first []byte, done bool, body io.Reader, sent *int64) (int64, error) {
 	if err := up.initiate(ctx); err != nil {
-		u.putBuf(first[:cap(first)])
+		sh.put(first)
 		return 0, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -208,7 +209,7 @@ func (u *Uploader) stream(ctx context.Context, up *s3Upload, first []byte, done 
 						}
 					}
 				}
-				u.putBuf(j.data[:cap(j.data)])
+				sh.put(j.data)
 			}
 		}()
 	}
@@ -221,7 +222,7 @@ func (u *Uploader) stream(ctx context.Context, up *s3Upload, first []byte, done 
 		select {
 		case jobs <- job{n, buf}:
 		case <-ctx.Done():
-			u.putBuf(buf[:cap(buf)])
+			sh.put(buf)
 		}
 		if done || ctx.Err() != nil {
 			break
@@ -231,16 +232,19 @@ func (u *Uploader) stream(ctx context.Context, up *s3Upload, first []byte, done 
 			cancel(readErr)
 			break
 		}
-		next := u.getBuf()
+		next, err := sh.get(ctx)
+		if err != nil {
+			break // a part failed: its cause is the answer
+		}
 		m, err := fill(body, next)
 		if err != nil && err != io.EOF {
-			u.putBuf(next)
+			sh.put(next)
 			readErr = &bodyError{err}
 			cancel(readErr)
 			break
 		}
 		if m == 0 {
-			u.putBuf(next)
+			sh.put(next)
 			break
 		}
 		buf, n, done = next[:m], n+1, err != nil

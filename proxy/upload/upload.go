@@ -1,8 +1,9 @@
 // Package upload uploads a video to Panopto in one call: it creates the
 // sessionUpload, streams the bytes into S3 multipart parts at the upload
 // target, uploads a generated manifest, and hands the session over for
-// processing (State=1). Memory is bounded by the part size: at most
-// concurrency+1 part buffers per upload, whatever the video's size.
+// processing (State=1). Memory is bounded by one Budget shared by every
+// upload: at most concurrency+1 part buffers per upload, whatever the
+// video's size, and never more than the budget's limit in all.
 //
 // PublicAPI calls carry the account's bearer (refreshed once on 401/403,
 // retried after Retry-After on 429/503); S3 calls carry none and are signed
@@ -18,7 +19,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sync/atomic"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
@@ -49,6 +49,7 @@ type Hooks struct {
 	Completed func()
 	Failed    func(reason string)
 	Bytes     func(n int64) // bytes accepted by the upload target
+	Busy      func()        // an upload refused as uploads_busy
 }
 
 // Options configure an Uploader.
@@ -68,16 +69,19 @@ type Options struct {
 	CleanupTimeout time.Duration
 	// AccessKey and SecretKey are the dummy S3 keys (default "dummy").
 	AccessKey, SecretKey string
+	// Budget is where part buffers come from; share one between Uploaders
+	// (default: a budget of DefaultMemoryLimit of its own).
+	Budget *Budget
+	// QueueTimeout bounds an upload's wait for its first part buffer
+	// (default DefaultQueueTimeout).
+	QueueTimeout time.Duration
 }
 
 // Uploader runs uploads. It is safe for concurrent use.
 type Uploader struct {
-	o    Options
-	c    *http.Client
-	log  *slog.Logger
-	free chan []byte // part buffers kept between uploads
-	// allocated counts part buffers made (tests check the bound).
-	allocated atomic.Int64
+	o   Options
+	c   *http.Client
+	log *slog.Logger
 }
 
 // New returns an Uploader with defaults filled in.
@@ -110,10 +114,15 @@ func New(o Options) *Uploader {
 	if o.AccessKey == "" {
 		o.AccessKey, o.SecretKey = "dummy", "dummy"
 	}
+	if o.Budget == nil {
+		o.Budget = NewBudget(BudgetOptions{})
+	}
+	if o.QueueTimeout <= 0 {
+		o.QueueTimeout = DefaultQueueTimeout
+	}
 	return &Uploader{
-		o:    o,
-		log:  o.Logger,
-		free: make(chan []byte, o.Concurrency+1),
+		o:   o,
+		log: o.Logger,
 		c: &http.Client{Transport: o.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // only the upstream, only where we send it
 		}},
@@ -162,13 +171,14 @@ var StateNames = map[int]string{
 // Error is a failed upload: the status and code to answer, what was cleaned
 // up at Panopto, and the cause (for the log; never sent to the client).
 type Error struct {
-	Status    int    // HTTP status to answer
-	Code      string // short machine-readable reason
-	Detail    string // safe to show the client
-	ID        string // the sessionUpload, if one was created
-	Aborted   bool   // the multipart upload was aborted
-	Cancelled bool   // the sessionUpload was cancelled
-	Err       error
+	Status     int           // HTTP status to answer
+	Code       string        // short machine-readable reason
+	Detail     string        // safe to show the client
+	ID         string        // the sessionUpload, if one was created
+	Aborted    bool          // the multipart upload was aborted
+	Cancelled  bool          // the sessionUpload was cancelled
+	RetryAfter time.Duration // answered as Retry-After when set
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -231,22 +241,26 @@ type bodyError struct{ err error }
 func (e *bodyError) Error() string { return "read body: " + e.err.Error() }
 func (e *bodyError) Unwrap() error { return e.err }
 
-// getBuf returns a part buffer, from the free list when one is there.
-func (u *Uploader) getBuf() []byte {
-	select {
-	case b := <-u.free:
-		return b
-	default:
-		u.allocated.Add(1)
-		return make([]byte, u.o.PartSize)
-	}
-}
+// busyRetryAfter is the Retry-After of an upload refused as uploads_busy.
+const busyRetryAfter = time.Minute
 
-func (u *Uploader) putBuf(b []byte) {
-	select {
-	case u.free <- b[:cap(b)]:
-	default:
+// admit waits for the upload's first part buffer, which it keeps to the
+// end. Nothing exists at Panopto yet, so a refusal leaves nothing to cancel.
+func (u *Uploader) admit(ctx context.Context) (*share, []byte, *Error) {
+	first, err := u.o.Budget.Admit(ctx, u.o.PartSize, u.o.QueueTimeout)
+	switch {
+	case err == nil:
+		return u.o.Budget.newShare(u.o.PartSize, u.o.Concurrency+1), first, nil
+	case ctx.Err() != nil:
+		return nil, nil, fail(499, "client_gone", "the client went away while the upload waited for memory; nothing was created at Panopto", err)
 	}
+	e := fail(http.StatusServiceUnavailable, "uploads_busy",
+		fmt.Sprintf("every upload buffer stayed taken for %s; nothing was created at Panopto; try again later", u.o.QueueTimeout), err)
+	e.RetryAfter = busyRetryAfter
+	if u.o.Hooks.Busy != nil {
+		u.o.Hooks.Busy()
+	}
+	return nil, nil, e
 }
 
 // Create uploads body as one video. The first part is read before anything
@@ -279,21 +293,25 @@ func (u *Uploader) Create(ctx context.Context, tokens Tokens, p Params, body io.
 		return Result{}, fail(http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("at most %d bytes fit in %d parts of %d bytes", u.o.PartSize*maxParts, maxParts, u.o.PartSize), nil)
 	}
-	first := u.getBuf()
+	sh, first, aerr := u.admit(ctx)
+	if aerr != nil {
+		return Result{}, aerr
+	}
+	defer sh.close()
 	n, rerr := fill(body, first)
 	if rerr != nil && rerr != io.EOF {
-		u.putBuf(first)
+		sh.put(first)
 		return Result{}, fail(http.StatusBadRequest, "body_incomplete", "the request body broke off; nothing was created at Panopto", rerr)
 	}
 	if n == 0 {
-		u.putBuf(first)
+		sh.put(first)
 		return Result{}, fail(http.StatusBadRequest, "empty_body", "the request has no body; send the video's bytes", nil)
 	}
 	call(u.o.Hooks.Started)
 
 	s, err := u.createSession(ctx, tokens, p.FolderID)
 	if err != nil {
-		u.putBuf(first)
+		sh.put(first)
 		e := classify(ctx, err)
 		u.failed(e)
 		return Result{}, e
@@ -301,7 +319,8 @@ func (u *Uploader) Create(ctx context.Context, tokens Tokens, p Params, body io.
 	id = s.ID
 	up := &s3Upload{u: u, base: s.targetPath, key: p.Name}
 	firstDone := rerr != nil // the whole body fit in the first buffer
-	total, err := u.stream(ctx, up, first[:n], firstDone, body, &sent)
+	total, err := u.stream(ctx, sh, up, first[:n], firstDone, body, &sent)
+	sh.close() // every part is sent: the buffers go to the next upload
 	if err == nil && p.Size >= 0 && total != p.Size {
 		err = &bodyError{fmt.Errorf("got %d bytes of the %d declared", total, p.Size)}
 	}

@@ -203,7 +203,7 @@ func TestUploadReachesComplete(t *testing.T) {
 			if len(seen) != 0 {
 				t.Fatalf("S3 requests carried %v", seen)
 			}
-			if got := e.up.allocated.Load(); got > 3 {
+			if got := e.up.o.Budget.allocs.Load(); got > 3 {
 				t.Fatalf("%d part buffers allocated, want at most concurrency+1 = 3", got)
 			}
 			if l := e.logs.String(); strings.Count(l, `"msg":"upload"`) != 1 || !strings.Contains(l, `"result":"completed"`) ||

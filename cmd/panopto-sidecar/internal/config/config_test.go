@@ -155,7 +155,7 @@ func TestDefaults(t *testing.T) {
 		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour),
 			TicketTTL: Duration(10 * time.Minute), IdentityTemplate: "{account}"},
 		Inbound: Inbound{SharedSecretHeader: "X-Sidecar-Auth"},
-		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2},
+		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute)},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
 			Idle:            Duration(120 * time.Second),

@@ -169,7 +169,7 @@ func defaults() Config {
 		RetryBodyLimit: 1 << 20,
 		PublicMaxConns: 1024,
 		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute)},
-		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2},
+		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute)},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
 			Idle:            Duration(120 * time.Second),

@@ -152,9 +152,13 @@ type Duration time.Duration
 type ByteSize int64
 
 // Uploads shape POST /-/uploads: the S3 part size (Panopto takes 5-25 MiB)
-// and how many parts are in flight; memory per upload is about
-// part_size * (concurrency + 1).
+// and how many parts are in flight; an upload holds up to
+// concurrency + 1 part buffers, all of them taken from one budget of
+// memory_limit bytes shared by every upload. An upload that gets no buffer
+// within queue_timeout is answered 503 uploads_busy.
 type Uploads struct {
-	PartSize    ByteSize `yaml:"part_size"`   // default 16MiB
-	Concurrency int      `yaml:"concurrency"` // default 2
+	PartSize     ByteSize `yaml:"part_size"`     // default 16MiB
+	Concurrency  int      `yaml:"concurrency"`   // default 2
+	MemoryLimit  ByteSize `yaml:"memory_limit"`  // default 256MiB, at least 2 * part_size
+	QueueTimeout Duration `yaml:"queue_timeout"` // default 15m
 }

@@ -125,6 +125,10 @@ func (c *Config) validate(lines map[string]int) []error {
 	if c.Uploads.Concurrency < 1 || c.Uploads.Concurrency > 16 {
 		v.problemf("uploads.concurrency", "must be within 1-16; got %d", c.Uploads.Concurrency)
 	}
+	if c.Uploads.MemoryLimit < 2*c.Uploads.PartSize {
+		v.problemf("uploads.memory_limit", "must be at least 2 * uploads.part_size (%s) so two uploads can progress at once; got %s", 2*c.Uploads.PartSize, c.Uploads.MemoryLimit)
+	}
+	v.positive("uploads.queue_timeout", c.Uploads.QueueTimeout)
 	return v.errs
 }
 
