@@ -214,7 +214,9 @@ func TestNoLoginURLThatAnswers403(t *testing.T) {
 	h := New(Deps{Accounts: e.pool, Flow: e.flow, Now: e.clk.Now}, o)
 	for path, want := range map[string]string{"/-/status": "login_url", "/-/status?account=alice": "connect"} {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Host = "localhost"
+		h.ServeHTTP(rec, req)
 		var m map[string]any
 		_ = json.Unmarshal(rec.Body.Bytes(), &m)
 		if m[want] == nil || (want == "connect") == strings.Contains(rec.Body.String(), "/-/login") {
