@@ -47,6 +47,8 @@ type Manager struct {
 	lastErr  string
 	lastErrT time.Time
 	refreshN int64
+	// forbidAt: when a 403 last claimed a refresh (ClaimForbiddenRefresh).
+	forbidAt time.Time
 	// credsFailed: the last read of the client credentials failed.
 	credsFailed bool
 }
@@ -177,7 +179,8 @@ func (m *Manager) Token(ctx context.Context) (*Grant, error) {
 }
 
 // ForceRefresh replaces the access token after the upstream refused it
-// (401); refused nil means the one held now. If the held token is already a
+// (401, or a 403 ClaimForbiddenRefresh let through); refused nil means the
+// one held now. If the held token is already a
 // different one, nothing is refreshed and the current grant is returned.
 func (m *Manager) ForceRefresh(ctx context.Context, refused *Grant) (*Grant, error) {
 	s := m.state.Load()
