@@ -6,11 +6,17 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
 
 // retryTransport sends the request and, when the upstream refuses the bearer
 // we injected (401, or 403 on PublicAPI as Panopto's own sample assumes),
-// forces a refresh and retries once, if the body can be replayed.
+// forces a refresh and retries once, if the body can be replayed. A 403 is
+// taken as a refused bearer only when it says so (a Bearer invalid_token
+// challenge) or the Manager claims it (ClaimForbiddenRefresh: the bearer is
+// still the current one, older than a minute, and no 403 replaced it in the
+// last minute); otherwise it passes through as it came.
 type retryTransport struct {
 	base http.RoundTripper
 	h    *Handler
@@ -25,6 +31,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || !refusesBearer(resp.StatusCode, info.route) {
 		return resp, err
+	}
+	if resp.StatusCode == http.StatusForbidden && !oauth.InvalidTokenChallenge(resp.Header) &&
+		!info.manager.ClaimForbiddenRefresh(info.grant) {
+		return resp, nil // most likely a permission Panopto does not grant
 	}
 	if !replay {
 		t.h.deps.Metrics.unretryable.Inc()

@@ -74,6 +74,9 @@ func TestRetryAfterRefusedBearer(t *testing.T) {
 			e := newEnv(t, envConfig{upstream: &up.recordingUpstream, connected: true, retry: limit})
 			first, firstRefresh := e.storedTokens()
 			up.refuseBearer(first)
+			if tc.refuse == http.StatusForbidden {
+				e.clk.Advance(2 * time.Minute) // a 403 replaces only a bearer older than a minute
+			}
 			if strings.Contains(tc.path, "/Upload/") {
 				// Upload routes carry no bearer: refuse everything.
 				up.handle = func(w http.ResponseWriter, r *http.Request, _ []byte) { w.WriteHeader(tc.refuse) }
@@ -206,7 +209,8 @@ func TestThrottledPassesThrough(t *testing.T) {
 }
 
 // Against the stand-in: access tokens revoked at Panopto are replaced
-// transparently, on the REST API (401) and on PublicAPI (403).
+// transparently, on the REST API (401) and on PublicAPI (403 with an
+// invalid_token challenge, however young the bearer).
 func TestRetryAgainstStandIn(t *testing.T) {
 	e := newEnv(t, envConfig{connected: true, retry: 1 << 20, fakeOpts: func(o *panoptofake.Options) { o.PublicAPI403 = true }})
 	e.fake.ExpireAllAccessTokens()
@@ -223,5 +227,55 @@ func TestRetryAgainstStandIn(t *testing.T) {
 	st := e.fake.Stats()
 	if st.Refreshes != 2 || st.Unauthorized != 1 || st.Forbidden != 1 {
 		t.Errorf("stand-in saw %d refreshes, %d 401s, %d 403s; want 2, 1, 1", st.Refreshes, st.Unauthorized, st.Forbidden)
+	}
+}
+
+// A PublicAPI 403 that is a permission Panopto does not grant, not an
+// expired bearer: twenty in a row rotate the refresh token at most once,
+// never for a bearer obtained less than a minute ago, and again only a
+// minute later.
+func TestForbiddenRotatesAtMostOncePerMinute(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		age         time.Duration // of the bearer when the 403s begin
+		wantRefresh int           // during the twenty
+	}{
+		{"bearer just obtained", 0, 0},
+		{"bearer two minutes old", 2 * time.Minute, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envConfig{connected: true, retry: 1 << 10})
+			denied := make([]panoptofake.Fault, 50)
+			for i := range denied {
+				denied[i] = panoptofake.FaultStatus(http.StatusForbidden)
+			}
+			e.fake.InjectAPIFaults(denied...)
+			e.clk.Advance(tc.age)
+			get := func() {
+				t.Helper()
+				code, _, _ := e.call(http.MethodGet, "/Panopto/PublicAPI/REST/sessionUpload/"+panoptofake.FolderCOS10009, nil)
+				if code != http.StatusForbidden {
+					t.Fatalf("answered %d, want Panopto's 403", code)
+				}
+			}
+			for range 20 {
+				get()
+			}
+			st := e.fake.Stats()
+			if st.Refreshes != tc.wantRefresh || st.TokenCalls["refresh_token"] != tc.wantRefresh {
+				t.Fatalf("20 403s: %d refreshes (%d refresh_token calls), want %d", st.Refreshes, st.TokenCalls["refresh_token"], tc.wantRefresh)
+			}
+			if st.APICalls != 20+tc.wantRefresh {
+				t.Errorf("Panopto saw %d calls, want %d", st.APICalls, 20+tc.wantRefresh)
+			}
+			// A minute on, the bearer is older than a minute and the last
+			// claim a minute old: one more 403 may replace it, once.
+			e.clk.Advance(time.Minute + time.Second)
+			get()
+			get()
+			if st := e.fake.Stats(); st.Refreshes != tc.wantRefresh+1 {
+				t.Errorf("a minute later: %d refreshes, want %d", st.Refreshes, tc.wantRefresh+1)
+			}
+		})
 	}
 }

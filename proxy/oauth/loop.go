@@ -19,7 +19,7 @@ const (
 
 // Start loads the stored grant and runs the refresh loop until ctx ends.
 func (m *Manager) Start(ctx context.Context) {
-	if err := m.reload(ctx); err != nil {
+	if err := m.reload(ctx); err != nil && ctx.Err() == nil {
 		m.recordErr(err)
 		m.log.Error("token store: load failed; keeping nothing in memory until it can be read", "err", err)
 	}

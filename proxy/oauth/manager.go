@@ -47,6 +47,8 @@ type Manager struct {
 	lastErr  string
 	lastErrT time.Time
 	refreshN int64
+	// forbidAt: when a 403 last claimed a refresh (ClaimForbiddenRefresh).
+	forbidAt time.Time
 	// credsFailed: the last read of the client credentials failed.
 	credsFailed bool
 }
@@ -177,7 +179,8 @@ func (m *Manager) Token(ctx context.Context) (*Grant, error) {
 }
 
 // ForceRefresh replaces the access token after the upstream refused it
-// (401); refused nil means the one held now. If the held token is already a
+// (401, or a 403 ClaimForbiddenRefresh let through); refused nil means the
+// one held now. If the held token is already a
 // different one, nothing is refreshed and the current grant is returned.
 func (m *Manager) ForceRefresh(ctx context.Context, refused *Grant) (*Grant, error) {
 	s := m.state.Load()
@@ -247,6 +250,7 @@ func (m *Manager) Install(ctx context.Context, g *Grant) error {
 	// Overwrite the stored record whatever its version: a person just
 	// logged in, and that grant is the one to keep.
 	for range 10 {
+		before := m.state.Load()
 		_, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
 			return fmt.Errorf("token store: read before saving the new grant: %w", err) // a corrupt record is never overwritten
@@ -259,7 +263,7 @@ func (m *Manager) Install(ctx context.Context, g *Grant) error {
 			return fmt.Errorf("token store: save the new grant: %w", err)
 		}
 		m.pending.Store(nil)
-		m.setState(&state{grant: g, version: nv, jitter: m.pickJitter(g)})
+		m.setState(before, &state{grant: g, version: nv, jitter: m.pickJitter(g)})
 		m.noteResult(nil)
 		m.log.Info("connected to Panopto", "expires_at", g.Expiry, "account", m.key)
 		return nil
@@ -271,6 +275,7 @@ func (m *Manager) Install(ctx context.Context, g *Grant) error {
 // from the store here.
 func (m *Manager) Forget(ctx context.Context, reason string) (*Grant, error) {
 	for range 10 {
+		before := m.state.Load()
 		rec, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
 			return nil, fmt.Errorf("token store: read before dropping the grant: %w", err)
@@ -287,7 +292,7 @@ func (m *Manager) Forget(ctx context.Context, reason string) (*Grant, error) {
 			held = rec.Grant
 		}
 		m.pending.Store(nil)
-		m.setState(&state{version: nv, dropped: reason})
+		m.setState(before, &state{version: nv, dropped: reason})
 		return held, nil
 	}
 	return nil, errors.New("token store: too many concurrent changes")
@@ -304,9 +309,24 @@ func (m *Manager) shouldRecheckStore(now time.Time) bool {
 	return true
 }
 
-// setState swaps in s, reports its expiry and wakes the loop.
-func (m *Manager) setState(s *state) {
-	m.state.Store(s)
+// setState swaps in s, a record read or written at s.version, reports its
+// expiry and wakes the loop. before is the state held when that read or
+// write began: if the held state has changed since to one at least as new
+// (a concurrent refresh, login or read adopted it), s is older news and is
+// dropped, so a slow store read never puts back a grant whose refresh token
+// is already spent. A state unchanged since before is replaced whatever the
+// versions, so a store reset (a deleted record reads as version 0) still
+// reaches the manager.
+func (m *Manager) setState(before, s *state) bool {
+	for {
+		cur := m.state.Load()
+		if cur != before && cur.version >= s.version {
+			return false
+		}
+		if m.state.CompareAndSwap(cur, s) {
+			break
+		}
+	}
 	if m.hooks.Expiry != nil {
 		if s.grant != nil {
 			m.hooks.Expiry(s.grant.Expiry)
@@ -315,6 +335,7 @@ func (m *Manager) setState(s *state) {
 		}
 	}
 	m.wake()
+	return true
 }
 
 // usable reports whether g may be injected at now: valid for at least

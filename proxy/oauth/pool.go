@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -114,13 +115,30 @@ func (p *Pool) Default() *Manager { return p.def }
 
 // Manager returns the manager of account ("" is the default grant),
 // starting one on first use. It implements proxy.Accounts.
-func (p *Pool) Manager(_ context.Context, account string) (*Manager, error) {
+//
+// A new account's grant is loaded from the store outside the pool's lock,
+// once however many requests ask for it meanwhile; each of them waits for
+// that load as long as its own ctx allows. A slow or stalled store delays
+// only the accounts being loaded.
+func (p *Pool) Manager(ctx context.Context, account string) (*Manager, error) {
 	if account == "" {
 		return p.def, nil
 	}
 	if p.mode == AccountsOff || !ValidAccount(account) {
 		return nil, ErrUnknownAccount
 	}
+	e := p.entry(account)
+	select {
+	case <-e.loaded:
+		return e.m, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("load the grant of an account: %w", ctx.Err())
+	}
+}
+
+// entry returns account's pool entry, marked used now, creating it (and
+// starting its store load) on first use.
+func (p *Pool) entry(account string) *poolEntry {
 	settings := p.settings.Load()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -129,7 +147,7 @@ func (p *Pool) Manager(_ context.Context, account string) (*Manager, error) {
 		e := el.Value.(*poolEntry)
 		e.lastUsed = now
 		p.lru.MoveToFront(el)
-		return e.m, nil
+		return e
 	}
 	limit := settings.MaxCached
 	if limit <= 0 {
@@ -140,9 +158,13 @@ func (p *Pool) Manager(_ context.Context, account string) (*Manager, error) {
 	}
 	m := p.newManager(account, settings)
 	mctx, cancel := context.WithCancel(p.ctx)
-	m.Start(mctx)
-	p.byName[account] = p.lru.PushFront(&poolEntry{name: account, m: m, cancel: cancel, lastUsed: now})
-	return m, nil
+	e := &poolEntry{name: account, m: m, cancel: cancel, lastUsed: now, loaded: make(chan struct{})}
+	p.byName[account] = p.lru.PushFront(e)
+	go func() {
+		defer close(e.loaded)
+		m.Start(mctx) // an eviction meanwhile cancels the load; the manager re-reads on use
+	}()
+	return e
 }
 
 // Update applies new settings (config reload): every live manager gets the
@@ -175,6 +197,7 @@ type poolEntry struct {
 	m        *Manager
 	cancel   context.CancelFunc
 	lastUsed time.Time
+	loaded   chan struct{} // closed once m's first store read has ended
 }
 
 // newManager builds (but does not start) the manager of account.

@@ -43,7 +43,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		}
 		cur := m.state.Load()
 		if p := m.pending.Load(); p != nil {
-			return m.persist(ctx, p.grant, p.version, "persisted")
+			return m.persist(ctx, cur, p.grant, p.version, "persisted")
 		}
 		rec, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
@@ -54,9 +54,9 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		g := rec.Grant
 		if g == nil {
 			if m.password != nil {
-				return m.passwordLogin(ctx, rec, ver)
+				return m.passwordLogin(ctx, cur, rec, ver)
 			}
-			m.adopt(rec, ver)
+			m.adopt(cur, rec, ver)
 			return ErrNotConnected
 		}
 		// Nothing to do if the stored grant is not due (another replica or a
@@ -68,8 +68,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		notDue := usable(g, now) && now.Before(g.Expiry.Add(-m.refreshBefore(g)-cur.jitter))
 		if (refused != nil && g.AccessToken != refused.AccessToken && usable(g, now)) ||
 			(refused == nil && notDue) {
-			if differs {
-				m.adopt(rec, ver)
+			if differs && m.adopt(cur, rec, ver) {
 				if cur.grant != nil {
 					m.count("adopted")
 					m.log.Info("adopted a token refreshed elsewhere", "expires_at", g.Expiry, "account", m.key)
@@ -85,9 +84,9 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		}
 		if g.RefreshToken.IsZero() {
 			if m.password != nil {
-				return m.passwordLogin(ctx, rec, ver)
+				return m.passwordLogin(ctx, cur, rec, ver)
 			}
-			m.adopt(rec, ver)
+			m.adopt(cur, rec, ver)
 			return fmt.Errorf("%w: the grant has no refresh token (is offline_access in oauth.scopes?)", ErrNotConnected)
 		}
 		ep := m.endpoint.Load()
@@ -102,7 +101,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		}
 		ng, err := m.callRefresh(ctx, ep, g)
 		if err != nil {
-			return m.refreshFailed(ctx, err, rec, leased)
+			return m.refreshFailed(ctx, err, cur, rec, leased)
 		}
 		if ng.RefreshToken.IsZero() {
 			ng.RefreshToken = g.RefreshToken // not rotated: keep the one we have
@@ -111,7 +110,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 			ng.Scope = g.Scope
 		}
 		ng.Identity = g.Identity // a refresh is the same login: the same Panopto user
-		return m.persist(ctx, ng, leased, "refreshed")
+		return m.persist(ctx, cur, ng, leased, "refreshed")
 	}
 }
 
@@ -143,21 +142,22 @@ func (m *Manager) callRefresh(ctx context.Context, ep *Endpoint, g *Grant) (*Gra
 	return ng, err
 }
 
-// refreshFailed handles a failed token call made under our lease.
-func (m *Manager) refreshFailed(ctx context.Context, err error, rec Record, leased int64) error {
+// refreshFailed handles a failed token call made under our lease; before
+// is the state held when the refresh read the store.
+func (m *Manager) refreshFailed(ctx context.Context, err error, before *state, rec Record, leased int64) error {
 	switch {
 	case errors.Is(err, ErrInvalidGrant):
 		m.count("invalid_grant")
 		if m.password != nil {
 			m.log.Warn("refresh token refused; logging in again with the password grant", "account", m.key)
-			return m.passwordLogin(ctx, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder}}, leased)
+			return m.passwordLogin(ctx, before, Record{Grant: rec.Grant, Lease: &Lease{Holder: m.holder}}, leased)
 		}
 		ver, werr := m.store.CompareAndSwap(ctx, m.key, leased, Record{Dropped: droppedInvalidGrant})
 		if werr != nil {
 			m.log.Warn("token store: could not record the dead grant", "err", werr, "account", m.key)
 			ver = leased
 		}
-		m.setState(&state{version: ver, dropped: droppedInvalidGrant})
+		m.setState(before, &state{version: ver, dropped: droppedInvalidGrant})
 		m.log.Error("Panopto refused the refresh token: login required", "login_url", m.endpoint.Load().LoginURL,
 			"account", m.key, "reason", ReasonRefreshRefused)
 		return err
@@ -175,15 +175,16 @@ func (m *Manager) refreshFailed(ctx context.Context, err error, rec Record, leas
 
 // persist stores a new grant over the version we hold the lease on, then
 // serves it. On a conflict (our lease expired and someone wrote meanwhile)
-// the store's record wins if it holds a usable grant.
-func (m *Manager) persist(ctx context.Context, g *Grant, version int64, how string) error {
+// the store's record wins if it holds a usable grant. before is the state
+// held when the refresh read the store.
+func (m *Manager) persist(ctx context.Context, before *state, g *Grant, version int64, how string) error {
 	rec := Record{Grant: g}
 	ver, err := m.store.CompareAndSwap(ctx, m.key, version, rec)
 	if errors.Is(err, ErrConflict) {
 		srec, sver, lerr := m.store.Load(ctx, m.key)
 		if lerr == nil && srec.Grant != nil && usable(srec.Grant, m.now()) {
 			m.log.Warn("token store changed while refreshing; adopting the stored grant")
-			m.adopt(srec, sver)
+			m.adopt(before, srec, sver)
 			m.count("adopted")
 			return nil
 		}
@@ -193,13 +194,13 @@ func (m *Manager) persist(ctx context.Context, g *Grant, version int64, how stri
 	}
 	if err != nil {
 		m.count("store_error")
-		return m.keepUnpersisted(g, version, err)
+		return m.keepUnpersisted(before, g, version, err)
 	}
 	m.pending.Store(nil)
 	m.mu.Lock()
 	m.refreshN++
 	m.mu.Unlock()
-	m.setState(&state{grant: g, version: ver, jitter: m.pickJitter(g)})
+	m.setState(before, &state{grant: g, version: ver, jitter: m.pickJitter(g)})
 	m.count("ok")
 	m.log.Info("token "+how, "expires_at", g.Expiry, "account", m.key)
 	return nil
@@ -210,7 +211,7 @@ func (m *Manager) persist(ctx context.Context, g *Grant, version int64, how stri
 // to persist it. The old access token is served while it lasts (and the
 // failure returned); once it has expired the new one is served anyway
 // (logged), since the store being down must not stop OnTrack.
-func (m *Manager) keepUnpersisted(g *Grant, version int64, err error) error {
+func (m *Manager) keepUnpersisted(before *state, g *Grant, version int64, err error) error {
 	p := &state{grant: g, version: version, jitter: m.pickJitter(g)}
 	m.pending.Store(p)
 	if usable(m.state.Load().grant, m.now()) {
@@ -218,7 +219,7 @@ func (m *Manager) keepUnpersisted(g *Grant, version int64, err error) error {
 	}
 	m.log.Error("token store: could not persist the refreshed grant; serving it anyway, as the old one has expired, and retrying",
 		"err", err, "account", m.key)
-	m.setState(p)
+	m.setState(before, p)
 	return nil
 }
 
@@ -233,8 +234,8 @@ func (m *Manager) waitLease(ctx context.Context, until time.Time) error {
 }
 
 // passwordLogin obtains a grant with the password grant (no browser) and
-// stores it over version.
-func (m *Manager) passwordLogin(ctx context.Context, rec Record, version int64) error {
+// stores it over version; before is the state held when rec was read.
+func (m *Manager) passwordLogin(ctx context.Context, before *state, rec Record, version int64) error {
 	creds, err := m.credentials(ctx)
 	if err != nil {
 		return &EndpointError{Op: "password", Transient: true, Err: err}
@@ -269,33 +270,39 @@ func (m *Manager) passwordLogin(ctx context.Context, rec Record, version int64) 
 		}
 		return err
 	}
-	return m.persist(ctx, g, version, "obtained with the password grant")
+	return m.persist(ctx, before, g, version, "obtained with the password grant")
 }
 
 // reload re-reads the store and adopts what it holds.
 func (m *Manager) reload(ctx context.Context) error {
+	before := m.state.Load()
 	rec, ver, err := m.store.Load(ctx, m.key)
 	if err != nil {
 		return err
 	}
-	m.adopt(rec, ver)
+	m.adopt(before, rec, ver)
 	return nil
 }
 
-// adopt takes a stored record as the held state, unless we hold something
-// newer that is not persisted yet.
-func (m *Manager) adopt(rec Record, ver int64) {
+// adopt takes a stored record, read at version ver while before was held,
+// as the held state, unless it is older news than what is held now (see
+// setState) or we hold something newer that is not persisted yet. It
+// reports whether the record was taken.
+func (m *Manager) adopt(before *state, rec Record, ver int64) bool {
 	cur := m.state.Load()
 	if cur.version == ver && cur.grant != nil && rec.Grant != nil && cur.grant.AccessToken == rec.Grant.AccessToken {
-		return
+		return false
+	}
+	if cur != before && cur.version >= ver {
+		return false
 	}
 	if p := m.pending.Load(); p != nil {
 		if rec.Grant == nil || !rec.Grant.Expiry.After(p.grant.Expiry) {
-			return // we hold something newer that is not persisted yet
+			return false // we hold something newer that is not persisted yet
 		}
 		m.pending.Store(nil)
 	}
-	m.setState(&state{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped})
+	return m.setState(before, &state{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped})
 }
 
 // credentials reads the current client credentials, and records for Status

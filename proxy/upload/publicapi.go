@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
 
 const sessionUploadPath = "/Panopto/PublicAPI/REST/sessionUpload"
@@ -108,9 +109,12 @@ func (u *Uploader) Get(ctx context.Context, tokens Tokens, id string) (Status, e
 	return st, nil
 }
 
-// api calls the PublicAPI with the account's bearer. A 401 or 403 (Panopto
-// answers an expired token either way on PublicAPI) forces one refresh and
-// one retry; 429 and 503 are retried after Retry-After, a few times.
+// api calls the PublicAPI with the account's bearer. A 401 forces one
+// refresh and one retry; so does a 403 (Panopto answers an expired token
+// either way on PublicAPI) with a Bearer invalid_token challenge, or one the
+// token source claims as a refused bearer, which it does at most once a
+// minute and never for a bearer just obtained: otherwise the 403 is
+// Panopto's answer. 429 and 503 are retried after Retry-After, a few times.
 func (u *Uploader) api(ctx context.Context, tokens Tokens, method, path string, body []byte, want int, out any) error {
 	g, err := tokens.Token(ctx)
 	if err != nil {
@@ -134,7 +138,7 @@ func (u *Uploader) api(ctx context.Context, tokens Tokens, method, path string, 
 			return fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		switch {
-		case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && !refreshed:
+		case !refreshed && refusesBearer(resp, tokens, g):
 			discard(resp)
 			refreshed = true
 			if g, err = tokens.ForceRefresh(ctx, g); err != nil {
@@ -162,6 +166,18 @@ func (u *Uploader) api(ctx context.Context, tokens Tokens, method, path string, 
 		}
 		return nil
 	}
+}
+
+// refusesBearer reports whether resp refuses the bearer g rather than
+// answers the call: a 401, or a 403 that says so or that tokens claims.
+func refusesBearer(resp *http.Response, tokens Tokens, g *oauth.Grant) bool {
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return true
+	case http.StatusForbidden:
+		return oauth.InvalidTokenChallenge(resp.Header) || tokens.ClaimForbiddenRefresh(g)
+	}
+	return false
 }
 
 // retryAfter reads Retry-After (seconds or a date), bounded by limit; absent,

@@ -39,6 +39,9 @@ const (
 type Tokens interface {
 	Token(ctx context.Context) (*oauth.Grant, error)
 	ForceRefresh(ctx context.Context, refused *oauth.Grant) (*oauth.Grant, error)
+	// ClaimForbiddenRefresh reports whether a 403 to refused should force
+	// a refresh (see oauth.Manager).
+	ClaimForbiddenRefresh(refused *oauth.Grant) bool
 }
 
 var _ Tokens = (*oauth.Manager)(nil)
