@@ -211,6 +211,16 @@ func upstreamRoots(caFile string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// loginURLForMessages is the login URL that log lines offer for the default
+// grant: none with public_listen, where public_url serves only ticketed
+// logins and its /-/login answers 403.
+func loginURLForMessages(cfg *config.Config) string {
+	if cfg.PublicListen != "" {
+		return ""
+	}
+	return cfg.LoginURL()
+}
+
 func endpointFrom(cfg *config.Config) oauth.Endpoint {
 	return oauth.Endpoint{
 		AuthURL:       cfg.OAuth.AuthorizeURL,
@@ -221,7 +231,7 @@ func endpointFrom(cfg *config.Config) oauth.Endpoint {
 		ClientAuth:    oauth.ClientAuth(cfg.OAuth.ClientAuth),
 		RefreshBefore: cfg.OAuth.RefreshBefore.D(),
 		Timeout:       cfg.Timeouts.TokenEndpoint.D(),
-		LoginURL:      cfg.LoginURL(),
+		LoginURL:      loginURLForMessages(cfg),
 	}
 }
 

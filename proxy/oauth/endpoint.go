@@ -24,7 +24,7 @@ type Endpoint struct {
 	ClientAuth    ClientAuth
 	RefreshBefore time.Duration
 	Timeout       time.Duration // one token-endpoint call
-	LoginURL      string        // where a person connects the sidecar, for messages
+	LoginURL      string        // where a person connects the default grant, for messages; "" where no login URL works
 }
 
 // ClientAuth is how the client authenticates at the token endpoint. Its

@@ -531,3 +531,47 @@ func TestBackgroundRefreshAhead(t *testing.T) {
 		t.Fatal("refresh token reused")
 	}
 }
+
+// A refused refresh token's log line says how to connect again: the login
+// URL only for the default grant and only where one works (no
+// public_listen); a per-student account connects through POST /-/connect.
+func TestRefusedRefreshSaysHowToConnect(t *testing.T) {
+	for _, c := range []struct {
+		name, key, loginURL string
+		want, not           string
+	}{
+		{"default grant", "", "http://localhost:9127/-/login", `"login_url":"http://localhost:9127/-/login"`, `"connect"`},
+		{"default grant with public_listen", "", "", `"connect":"POST /-/connect"`, "/-/login"},
+		{"an account", "alice", "http://localhost:9127/-/login", `"connect":"POST /-/connect"`, "/-/login"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, time.Hour)
+			e.ep.LoginURL = c.loginURL
+			m := oauth.NewManager(oauth.Options{
+				Key: c.key, Holder: "a", Store: e.store, Endpoint: e.ep,
+				Credentials: oauth.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"},
+				Logger:      slog.New(slog.NewJSONHandler(e.logs, nil)),
+				Now:         e.clk.Now,
+			})
+			e.login(m, oauth.NewLoginFlow(0, e.clk.Now))
+			rec, _, _ := e.store.Load(context.Background(), c.key)
+			if rec.Grant == nil {
+				t.Fatalf("no grant stored for %q", c.key)
+			}
+			revoke(t, e, rec.Grant.RefreshToken.Reveal())
+			e.clk.Advance(61 * time.Minute)
+			if _, err := m.Token(context.Background()); !errors.Is(err, oauth.ErrNotConnected) {
+				t.Fatalf("after invalid_grant: %v", err)
+			}
+			var line string
+			for _, l := range strings.Split(e.logs.String(), "\n") {
+				if strings.Contains(l, "login required") {
+					line = l
+				}
+			}
+			if !strings.Contains(line, c.want) || strings.Contains(line, c.not) {
+				t.Errorf("log line %q: want %s, and no %s", line, c.want, c.not)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
@@ -158,7 +159,7 @@ func (m *Manager) refreshFailed(ctx context.Context, err error, before *state, r
 			ver = leased
 		}
 		m.setState(before, &state{version: ver, dropped: droppedInvalidGrant})
-		m.log.Error("Panopto refused the refresh token: login required", "login_url", m.endpoint.Load().LoginURL,
+		m.log.Error("Panopto refused the refresh token: login required", m.connectHint(),
 			"account", m.key, "reason", ReasonRefreshRefused)
 		return err
 	case errors.Is(err, ErrInvalidClient):
@@ -336,4 +337,14 @@ func (m *Manager) count(result string) {
 	if m.hooks.Refresh != nil {
 		m.hooks.Refresh(result)
 	}
+}
+
+// connectHint says where this grant is connected again: the login URL for
+// the default grant while there is one that works, else a per-student
+// account's login link from POST /-/connect.
+func (m *Manager) connectHint() slog.Attr {
+	if u := m.endpoint.Load().LoginURL; u != "" && m.key == "" {
+		return slog.String("login_url", u)
+	}
+	return slog.String("connect", "POST /-/connect")
 }
