@@ -356,13 +356,15 @@ oauth:
   authorize_url: %[3]sauthorize
   token_url: %[3]stoken
   revocation_url: %[3]srevocation
+  issuer: %[7]s
   refresh_before: %[4]s
 token_store: {type: file, path: %[5]s}
 routes:
   - {prefix: /Panopto/api/, inject: true}
 log: {level: %[6]s, format: json}
 shutdown_grace: 2s
-`, s.listen, s.upstream, tb, s.refreshBefore, filepath.Join(s.dir, "panopto-token.json"), s.logLevel)
+`, s.listen, s.upstream, tb, s.refreshBefore, filepath.Join(s.dir, "panopto-token.json"), s.logLevel,
+		s.tokens.base()+"/Panopto/oauth2") // the token server issues the id_tokens, not the fast upstream
 }
 
 // startSidecar writes a config, starts the built binary and logs it in
