@@ -67,7 +67,7 @@ func TestTokenFileChanges(t *testing.T) {
 	if err := root.Auth().Token().RevokeTree(tokenA); err != nil {
 		t.Fatal(err)
 	}
-	if v, err = s.CompareAndSwap(ctxT(t), "", v, oauth.Record{Dropped: "b"}); err != nil {
+	if _, err = s.CompareAndSwap(ctxT(t), "", v, oauth.Record{Dropped: "b"}); err != nil {
 		t.Fatalf("call after the token file changed: %v", err)
 	}
 	testsupport.WaitFor(t, 10*time.Second, "second token looked up", func() bool { return c.Status().Logins == 2 })

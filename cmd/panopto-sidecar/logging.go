@@ -16,7 +16,7 @@ import (
 func newLogger(w io.Writer, format string, lv *slog.LevelVar, tty bool) *slog.Logger {
 	switch {
 	case format == "text" || (format == "auto" && tty):
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !tty, ReplaceAttr: readableDurations}))
+		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !tty, ReplaceAttr: readableDurations}))
 	default:
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: readableDurations}))
 	}
