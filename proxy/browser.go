@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"log/slog"
 	"net"
 	"net/http"
@@ -109,13 +110,13 @@ func hostAllowed(r *http.Request, o *Options) bool {
 	}
 	if _, hp, ok := strings.Cut(o.PublicURL, "://"); ok {
 		hp, _, _ = strings.Cut(hp, "/")
-		if pn, _ := splitHost(hp); pn != "" && equalFoldASCII(name, pn) {
+		if pn, _ := splitHost(hp); pn != "" && ascii.EqualFold(name, pn) {
 			return true
 		}
 	}
 	for _, a := range o.AllowedHosts {
 		an, ap := splitHost(a)
-		if equalFoldASCII(name, an) && (ap == "" || ap == port) {
+		if ascii.EqualFold(name, an) && (ap == "" || ap == port) {
 			return true
 		}
 	}
@@ -132,10 +133,8 @@ func splitHost(hostport string) (name, port string) {
 }
 
 func isLoopbackName(name string) bool {
-	return equalFoldASCII(name, "localhost") || name == "127.0.0.1" || name == "::1"
+	return ascii.EqualFold(name, "localhost") || name == "127.0.0.1" || name == "::1"
 }
-
-func equalFoldASCII(a, b string) bool { return len(a) == len(b) && hasPrefixFold(a, b) }
 
 // fromOtherSite reports whether a browser says r comes from a page that is
 // not the sidecar's own: Sec-Fetch-Site cross-site or same-site, or an
@@ -159,7 +158,7 @@ func fromOtherSite(r *http.Request, o *Options) bool {
 		scheme = "https://"
 	}
 	origin := origins[0]
-	return !equalFoldASCII(origin, scheme+r.Host) && !equalFoldASCII(origin, strings.TrimSuffix(o.PublicURL, "/"))
+	return !ascii.EqualFold(origin, scheme+r.Host) && !ascii.EqualFold(origin, strings.TrimSuffix(o.PublicURL, "/"))
 }
 
 // topLevelNavigation reports whether r is a browser navigating to one of

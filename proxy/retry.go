@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"io"
 	"net/http"
 	"time"
@@ -72,7 +73,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func refusesBearer(code int, r *Route) bool {
-	return code == http.StatusUnauthorized || (code == http.StatusForbidden && containsFold(r.Prefix, "/PublicAPI/"))
+	return code == http.StatusUnauthorized || (code == http.StatusForbidden && ascii.ContainsFold(r.Prefix, "/PublicAPI/"))
 }
 
 // prepareReplay keeps the request body in memory when it is small enough

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"io"
 	"mime"
 	"net/http"
@@ -18,7 +19,7 @@ const maxRewriteBody = 1 << 20
 // endpoint, in any casing: IIS matches paths case-insensitively, so
 // /panopto/publicapi/rest/sessionupload is the same endpoint.
 func isSessionUpload(r *http.Request) bool {
-	return containsFold(r.URL.Path, "/PublicAPI/REST/sessionUpload")
+	return ascii.ContainsFold(r.URL.Path, "/PublicAPI/REST/sessionUpload")
 }
 
 func isJSON(h http.Header) bool {

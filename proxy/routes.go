@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"net/url"
 	"strings"
 )
@@ -29,44 +30,11 @@ const (
 func matchRoute(routes []Route, path string, m RoutesMatch) *Route {
 	for i := range routes {
 		if m == RoutesExact && strings.HasPrefix(path, routes[i].Prefix) ||
-			m != RoutesExact && hasPrefixFold(path, routes[i].Prefix) {
+			m != RoutesExact && ascii.HasPrefixFold(path, routes[i].Prefix) {
 			return &routes[i]
 		}
 	}
 	return nil
-}
-
-// hasPrefixFold is strings.HasPrefix with ASCII letters compared regardless
-// of case. Other bytes must be equal: Unicode folding would let "ſ"
-// (U+017F) stand for "s" and a prefix match a path of another length.
-func hasPrefixFold(s, prefix string) bool {
-	if len(s) < len(prefix) {
-		return false
-	}
-	for i := range len(prefix) {
-		if a, b := s[i], prefix[i]; a != b && lowerASCII(a) != lowerASCII(b) {
-			return false
-		}
-	}
-	return true
-}
-
-// containsFold is strings.Contains with ASCII letters compared regardless
-// of case.
-func containsFold(s, substr string) bool {
-	for i := 0; i+len(substr) <= len(s); i++ {
-		if hasPrefixFold(s[i:], substr) {
-			return true
-		}
-	}
-	return false
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // cleanPath reports whether a request path is safe to forward: absolute, no

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"net/http"
 	"strings"
 	"time"
@@ -186,30 +187,8 @@ func MatchIdentity(id Identity, claim, template, account string) error {
 	}
 	want := strings.ReplaceAll(template, "{account}", account)
 	got := get(id)
-	if got == "" || !equalFoldASCII(got, want) {
+	if got == "" || !ascii.EqualFold(got, want) {
 		return fmt.Errorf("match identity: %w: %s is %q, want %q", ErrIdentityMismatch, claim, got, want)
 	}
 	return nil
-}
-
-// equalFoldASCII reports whether a and b are equal with ASCII letters
-// compared case-insensitively. Unlike strings.EqualFold it folds nothing
-// else: KELVIN SIGN is not k, LONG S is not s.
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

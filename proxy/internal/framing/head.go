@@ -1,6 +1,10 @@
 package framing
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
+)
 
 // Reasons a head is refused: the value of the ConflictHeader marker.
 const (
@@ -73,14 +77,14 @@ func inspect(head []byte) verdict {
 		}
 		value = trimOWS(value)
 		switch {
-		case equalFoldASCII(name, "Content-Length"):
+		case ascii.EqualFold(name, "Content-Length"):
 			if hasCL && !bytes.Equal(value, length) {
 				return verdict{refuse: ReasonBadLength}
 			}
 			hasCL, length = true, value
-		case equalFoldASCII(name, "Transfer-Encoding"):
+		case ascii.EqualFold(name, "Transfer-Encoding"):
 			teCount++
-			chunked = equalFoldASCII(value, "chunked")
+			chunked = ascii.EqualFold(value, "chunked")
 		}
 	}
 	switch {
@@ -204,27 +208,6 @@ func trimOWS(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-// equalFoldASCII compares b with an ASCII string, ignoring ASCII case only
-// (bytes.EqualFold would also fold, say, the Kelvin sign onto 'k').
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // isToken reports whether b is an RFC 9110 token (a valid field name).

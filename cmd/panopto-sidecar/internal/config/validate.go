@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"net"
 	"net/url"
 	"path"
@@ -223,7 +224,7 @@ func (c *Config) validateRoutes(v *validator) {
 		for j, earlier := range c.Routes[:i] {
 			a, b, why := earlier.Prefix, r.Prefix, ""
 			if fold {
-				a, b = lowerASCII(a), lowerASCII(b)
+				a, b = ascii.ToLower(a), ascii.ToLower(b)
 				if !strings.HasPrefix(r.Prefix, earlier.Prefix) {
 					why = " (routes_match: case_insensitive)"
 				}
@@ -347,15 +348,4 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
-}
-
-// lowerASCII lower-cases the ASCII letters of s only, as route matching
-// does: Unicode folding would let "ſ" (U+017F) stand for "s".
-func lowerASCII(s string) string {
-	return strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s)
 }
