@@ -1,12 +1,13 @@
 package proxy
 
 import (
-	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 )
 
 // The listener's defences against web browsers. A page in any browser on

@@ -3,11 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"io"
 	"net/http"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 )
 

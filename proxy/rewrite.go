@@ -3,12 +3,13 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 )
 
 // maxRewriteBody bounds the sessionUpload bodies that are rewritten; larger

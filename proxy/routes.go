@@ -1,9 +1,10 @@
 package proxy
 
 import (
-	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"net/url"
 	"strings"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 )
 
 // Route is one prefix of the upstream's path space that is forwarded.

@@ -5,12 +5,13 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 )
 
 // Identity is the Panopto user an id_token names. It is stored with the

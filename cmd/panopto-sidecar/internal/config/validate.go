@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"net"
 	"net/url"
 	"path"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 )
 
 // validator collects problems with their key path and, when the key is in
