@@ -495,6 +495,7 @@ func TestPublicListenerServesOnlyLoginPages(t *testing.T) {
 		{"POST", "/-/connect"},
 		{"GET", "/-/accounts/alice"},
 		{"DELETE", "/-/accounts/alice"},
+		{"GET", "/-/accounts?state=disconnected"},
 		{"GET", "/-/status"},
 		{"GET", "/-/ready"},
 		{"GET", "/metrics"},

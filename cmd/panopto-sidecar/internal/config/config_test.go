@@ -151,7 +151,7 @@ func TestDefaults(t *testing.T) {
 			HTTPPort:  80, TLSALPNPort: 443, Storage: "certmagic",
 		}},
 		RetryBodyLimit: 1 << 20,
-		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour),
+		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour), KeepAliveRate: 2,
 			TicketTTL: Duration(10 * time.Minute), IdentityTemplate: "{account}"},
 		Inbound: Inbound{SharedSecretHeader: "X-Sidecar-Auth"},
 		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2},

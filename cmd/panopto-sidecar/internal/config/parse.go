@@ -154,7 +154,7 @@ func defaults() Config {
 		ShutdownGrace:  Duration(30 * time.Second),
 		TLS:            TLS{ACME: ACME{HTTPPort: 80, TLSALPNPort: 443}},
 		RetryBodyLimit: 1 << 20,
-		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute)},
+		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute), KeepAliveRate: 2},
 		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
