@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
@@ -262,4 +263,64 @@ func TestKeepAliveDueSpread(t *testing.T) {
 			t.Errorf("at age %s: %d of 1000 due; want %d-%d", tc.age, n, tc.min, tc.max)
 		}
 	}
+}
+
+type countingLister struct {
+	Lister
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingLister) List(ctx context.Context, after string, limit int) ([]string, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.Lister.List(ctx, after, limit)
+}
+
+func (c *countingLister) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+// Run sweeps every After/8 while After is set, and not at all while it is
+// 0; Update switches it either way without a restart.
+func TestKeepAliveRunFollowsSettings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		store := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
+		p := NewPool(PoolOptions{Store: store, Mode: AccountsLogin})
+		l := &countingLister{Lister: store}
+		k := NewKeepAlive(p, l, KeepAliveSettings{}, nil, nil)
+		done := make(chan struct{})
+		go func() { k.Run(ctx); close(done) }()
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := l.count(); n != 0 {
+			t.Fatalf("%d sweeps while off", n)
+		}
+		k.Update(KeepAliveSettings{After: 16 * time.Second, Rate: 2}) // a sweep every 2s ±10%
+		synctest.Wait()
+		if n := l.count(); n != 1 {
+			t.Fatalf("%d sweeps right after turning on; want 1", n)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if n := l.count(); n < 5 || n > 7 {
+			t.Fatalf("%d sweeps in 10s; want 6 ±1", n)
+		}
+		k.Update(KeepAliveSettings{})
+		time.Sleep(3 * time.Second) // the wait under way ends first
+		synctest.Wait()
+		off := l.count()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := l.count(); n != off {
+			t.Fatalf("%d sweeps after turning off", n-off)
+		}
+		cancel()
+		<-done
+	})
 }
