@@ -43,6 +43,7 @@ func TestStoreList(t *testing.T) {
 		want  []string
 	}{
 		{"", 100, all},
+		{"", 0, all},
 		{"", 2, all[:2]},
 		{"bob", 1, all[2:3]},
 		{"carol", 100, all[3:]},

@@ -52,6 +52,7 @@ func TestFileStoreList(t *testing.T) {
 		want  []string
 	}{
 		{"", 100, all},
+		{"", 0, all},
 		{"", 2, all[:2]},
 		{"bob", 2, all[2:4]},
 		{"dave", 100, all[4:]},

@@ -20,9 +20,9 @@ import (
 // Lister enumerates the accounts a Store holds records for. FileStore and
 // vault.Store implement it.
 type Lister interface {
-	// List returns up to limit account names greater than after, in
-	// ascending byte order. Records that are not an account's (the default
-	// grant, login ticket markers) are left out.
+	// List returns up to limit (<= 0: every) account names greater than
+	// after, in ascending byte order. Records that are not an account's
+	// (the default grant, login ticket markers) are left out.
 	List(ctx context.Context, after string, limit int) ([]string, error)
 }
 
@@ -45,9 +45,6 @@ const (
 	KeepAliveRefused = "refused" // Panopto refused it: dropped, the account must connect again
 	KeepAliveError   = "error"   // transient: retried by the next sweep
 )
-
-// listPage is how many names one List call asks for.
-const listPage = 500
 
 // KeepAlive refreshes idle accounts' grants in the background. Replicas
 // sharing a store each run one; a grant is refreshed by one of them, through
@@ -185,27 +182,23 @@ func (k *KeepAlive) walk(ctx context.Context, fn func(name string, rec Record)) 
 }
 
 // walkAccounts loads every account listed after after, in name order, until
-// fn returns false.
+// fn returns false. The names are listed at once: neither store can list a
+// page without reading every name.
 func walkAccounts(ctx context.Context, st Store, l Lister, after string, fn func(name string, rec Record, err error) bool) error {
-	for {
-		names, err := l.List(ctx, after, listPage)
-		if err != nil {
-			return err
+	names, err := l.List(ctx, after, 0)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		rec, _, err := st.Load(ctx, n)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		for _, n := range names {
-			rec, _, err := st.Load(ctx, n)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if !fn(n, rec, err) {
-				return nil
-			}
-		}
-		if len(names) < listPage {
+		if !fn(n, rec, err) {
 			return nil
 		}
-		after = names[len(names)-1]
 	}
+	return nil
 }
 
 // keepAliveDue reports whether g, account's grant, is due at now: older
