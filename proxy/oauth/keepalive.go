@@ -271,7 +271,11 @@ func (p *Pool) hold(account string, m *Manager) {
 	for p.lru.Len() >= limit {
 		p.evictLocked(p.lru.Back())
 	}
-	mctx, cancel := context.WithCancel(p.ctx)
+	pctx := p.ctx
+	if pctx == nil { // not started: the manager lives until evicted
+		pctx = context.Background()
+	}
+	mctx, cancel := context.WithCancel(pctx)
 	loaded := make(chan struct{})
 	close(loaded)
 	e := &poolEntry{name: account, m: m, cancel: cancel, lastUsed: p.now(), loaded: loaded}
