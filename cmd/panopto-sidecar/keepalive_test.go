@@ -14,6 +14,7 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
 
 // TestKeepAlive: against a Panopto whose refresh tokens die after 8s of
@@ -21,30 +22,56 @@ import (
 // (max_cache 1). With accounts.keep_alive the idle alice can still use
 // Panopto after her refresh token's lifetime has passed, and carol, whose
 // grant was revoked at Panopto, is listed by GET
-// /-/accounts?state=disconnected and tried once only. Without keep-alive,
-// alice's grant is dead by then.
+// /-/accounts?state=disconnected and tried once only; with the file store
+// and with Vault. Without keep-alive, alice's grant is dead by then.
 func TestKeepAlive(t *testing.T) {
 	for _, tc := range []struct {
+		store     string
 		keepAlive string
 		aliceCode int
 	}{
-		{"4s", http.StatusOK},
-		{"0s", http.StatusServiceUnavailable},
+		{"file", "4s", http.StatusOK},
+		{"file", "0s", http.StatusServiceUnavailable},
+		{"vault", "4s", http.StatusOK},
 	} {
-		t.Run("keep_alive "+tc.keepAlive, func(t *testing.T) {
+		t.Run(tc.store+" keep_alive "+tc.keepAlive, func(t *testing.T) {
 			t.Parallel()
 			const refreshTTL = 8 * time.Second
 			addr := freeAddr(t)
 			pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: 3 * time.Second, RefreshTTL: refreshTTL})
 			dir := t.TempDir()
-			cfg := baseConfig(pan.URL, dir) + fmt.Sprintf(`accounts:
+			cfg := baseConfig(pan.URL, dir)
+			var env map[string]string
+			storedRefresh := func(account string) string {
+				rec, _, err := oauth.NewFileStore(filepath.Join(dir, "panopto-token.json")).Load(context.Background(), account)
+				if err != nil || rec.Grant == nil {
+					t.Fatalf("load %s: %+v %v", account, rec, err)
+				}
+				return rec.Grant.RefreshToken.Reveal()
+			}
+			if tc.store == "vault" {
+				vs := vaulttest.StartDev(t)
+				registerSecret(vs.RootToken())
+				env = map[string]string{"VAULT_TOKEN": vs.RootToken()}
+				cfg = strings.Replace(cfg, "token_store: {type: file", "vault: {address: "+vs.Addr()+", auth: token, mount: secret}\ntoken_store: {type: vault, path: panopto/token}\n#", 1)
+				kv := vs.Client(t).KVv2("secret")
+				storedRefresh = func(account string) string {
+					sec, err := kv.Get(context.Background(), "panopto/token/accounts/"+account)
+					if err != nil {
+						t.Fatalf("read %s: %v", account, err)
+					}
+					rt, _ := sec.Data["refresh_token"].(string)
+					return rt
+				}
+			}
+			cfg += fmt.Sprintf(`accounts:
   mode: login
   return_to: ["https://ontrack.example/panopto/"]
   max_cache: 1
   keep_alive: %s
   keep_alive_rate: 50
 `, tc.keepAlive)
-			sc := startSidecar(t, dir, addr, cfg, nil)
+			sc := startSidecar(t, dir, addr, cfg, env)
 
 			var aliceAt time.Time
 			for _, a := range []string{"alice", "carol", "bob"} {
@@ -55,7 +82,7 @@ func TestKeepAlive(t *testing.T) {
 				}
 			}
 			if tc.keepAlive != "0s" {
-				revokeAt(t, pan.URL, filepath.Join(dir, "panopto-token.json"), "carol")
+				revokeAt(t, pan.URL, storedRefresh("carol"))
 				testsupport.WaitFor(t, 15*time.Second, "carol listed as disconnected", func() bool {
 					return slices.Equal(disconnectedOf(t, sc.URL), []string{"carol"})
 				})
@@ -86,21 +113,17 @@ func TestKeepAlive(t *testing.T) {
 	}
 }
 
-// revokeAt revokes account's grant at Panopto with its stored refresh
-// token, as an administrator (or the student) would there.
-func revokeAt(t *testing.T, panopto, storePath, account string) {
+// revokeAt revokes the grant of a refresh token at Panopto, as an
+// administrator (or the student) would there.
+func revokeAt(t *testing.T, panopto, refreshToken string) {
 	t.Helper()
-	rec, _, err := oauth.NewFileStore(storePath).Load(context.Background(), account)
-	if err != nil || rec.Grant == nil {
-		t.Fatalf("load %s: %+v %v", account, rec, err)
-	}
 	req, _ := http.NewRequest(http.MethodPost, panopto+"/Panopto/oauth2/connect/revocation",
-		strings.NewReader(url.Values{"token": {rec.Grant.RefreshToken.Reveal()}}.Encode()))
+		strings.NewReader(url.Values{"token": {refreshToken}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(testClientID, testClientSecret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("revoke %s: %v", account, err)
+		t.Fatalf("revoke: %v", err)
 	}
 	resp.Body.Close()
 }
