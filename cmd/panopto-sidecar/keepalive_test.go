@@ -17,7 +17,7 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
 
-// TestKeepAlive: against a Panopto whose refresh tokens die after 8s of
+// TestKeepAlive: against a Panopto whose refresh tokens die after 12s of
 // disuse, three students connect; only the last stays in memory
 // (max_cache 1). With accounts.keep_alive the idle alice can still use
 // Panopto after her refresh token's lifetime has passed, and carol, whose
@@ -36,7 +36,7 @@ func TestKeepAlive(t *testing.T) {
 	} {
 		t.Run(tc.store+" keep_alive "+tc.keepAlive, func(t *testing.T) {
 			t.Parallel()
-			const refreshTTL = 8 * time.Second
+			const refreshTTL = 12 * time.Second
 			addr := freeAddr(t)
 			pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: 3 * time.Second, RefreshTTL: refreshTTL})
 			dir := t.TempDir()
@@ -102,6 +102,9 @@ func TestKeepAlive(t *testing.T) {
 			}
 			if n := metricValue(metrics, `panopto_sidecar_keepalive_refreshes_total{result="ok"}`); n < 2 {
 				t.Errorf("ok keep-alive refreshes: %v; want alice's at least", n)
+			}
+			if s := pan.Stats(); s.TokenCalls["refresh_token"]-s.Refreshes != 1 {
+				t.Errorf("%d refresh calls refused; want 1 (carol's, never retried)", s.TokenCalls["refresh_token"]-s.Refreshes)
 			}
 			if st := accountOf(t, sc.URL, "carol"); st.Connected {
 				t.Errorf("carol: %+v", st)
