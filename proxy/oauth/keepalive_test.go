@@ -324,3 +324,30 @@ func TestKeepAliveRunFollowsSettings(t *testing.T) {
 		<-done
 	})
 }
+
+// A transient failure (Panopto answering 500) is counted as an error,
+// leaves the grant as it was, and is tried again by the next sweep only.
+func TestKeepAliveTransientErrorRetriedNextSweep(t *testing.T) {
+	e := newKAEnv(t)
+	p := e.pool("replica-a")
+	g := e.connect("alice")
+	e.clk.Advance(8 * 24 * time.Hour)
+	k := NewKeepAlive(p, e.store, KeepAliveSettings{After: 7 * 24 * time.Hour, Rate: 2}, nil, nil)
+	k.wait = func(context.Context, time.Duration) error { return nil }
+	e.fake.InjectTokenFaults(panoptofake.FaultStatus500)
+	calls := e.refreshCalls()
+	res, err := k.Sweep(t.Context(), time.Hour)
+	if err != nil || res.Results[KeepAliveError] != 1 {
+		t.Fatalf("sweep = %+v, %v; want one error", res, err)
+	}
+	if n := e.refreshCalls() - calls; n != 1 {
+		t.Errorf("%d token calls in the sweep; want 1, no retry within it", n)
+	}
+	if rec, _, _ := e.store.Load(t.Context(), "alice"); rec.Grant == nil || rec.Grant.RefreshToken != g.RefreshToken || rec.Lease != nil {
+		t.Fatalf("after the error the store holds %+v, lease %+v; want the grant as it was, no lease", rec.Grant, rec.Lease)
+	}
+	res, err = k.Sweep(t.Context(), time.Hour)
+	if err != nil || res.Results[KeepAliveOK] != 1 {
+		t.Fatalf("next sweep = %+v, %v; want alice refreshed", res, err)
+	}
+}
