@@ -576,6 +576,7 @@ func TestPublicListenerServesOnlyLoginPages(t *testing.T) {
 		{"POST", "/-/connect"},
 		{"GET", "/-/accounts/alice"},
 		{"DELETE", "/-/accounts/alice"},
+		{"GET", "/-/accounts?state=disconnected"},
 		{"GET", "/-/status"},
 		{"GET", "/-/ready"},
 		{"GET", "/metrics"},

@@ -90,6 +90,9 @@ type Deps struct {
 	Now    func() time.Time
 	// Connect: login tickets and id_token verification.
 	Connect ConnectDeps
+	// Disconnected lists the accounts that must connect again (GET
+	// /-/accounts?state=disconnected); nil when the store cannot list.
+	Disconnected func(ctx context.Context, after string, limit int) (names []string, next string, err error)
 }
 
 // Handler serves every endpoint of the sidecar's listener.
@@ -179,6 +182,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/-/connect":
 		h.connect(w, r, o)
+		return
+	}
+	if p == "/-/accounts" {
+		h.accounts(w, r, o)
 		return
 	}
 	if strings.HasPrefix(p, "/-/accounts/") {

@@ -233,6 +233,9 @@ func (s *sidecar) apply(ctx context.Context, cur, next *config.Config) error {
 		s.creds.Store(&credentialsHolder{src})
 	}
 	s.accounts.Update(poolSettings(next))
+	if s.keepalive != nil {
+		s.keepalive.Update(keepAliveSettings(next))
+	}
 	s.handler.Update(s.proxyOptions(next))
 	s.level.Set(parseLevel(next.Log.Level))
 	return nil

@@ -38,7 +38,8 @@ type sidecar struct {
 	creds     atomic.Pointer[credentialsHolder]
 	tokenHTTP *http.Client
 	accounts  *oauth.Pool
-	holder    string // this replica's name in refresh leases
+	keepalive *oauth.KeepAlive // nil: accounts off, or a store that cannot list
+	holder    string           // this replica's name in refresh leases
 }
 
 // serve runs the sidecar until ctx ends, then shuts down gracefully.
@@ -79,6 +80,9 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		return err
 	}
 	s.accounts.Start(ctx)
+	if s.keepalive != nil {
+		go s.keepalive.Run(ctx)
+	}
 	s.reloader.watch(ctx, s.apply)
 
 	errc := make(chan error, 2)
@@ -174,16 +178,18 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	}
 	s.accounts = oauth.NewPool(po)
 	s.handler = proxy.New(proxy.Deps{
-		Accounts:    s.accounts,
-		Credentials: func() oauth.CredentialSource { return s.creds.Load().src },
-		Flow:        oauth.NewLoginFlow(10*time.Minute, nil),
-		Transport:   tr,
-		Logger:      s.log.With("component", "proxy"),
-		Metrics:     s.metrics,
-		Status:      s.statusExtras,
-		Revoke:      s.revoke,
-		Connect:     proxy.ConnectDeps{Store: s.store, HTTPClient: s.tokenHTTP},
+		Accounts:     s.accounts,
+		Credentials:  func() oauth.CredentialSource { return s.creds.Load().src },
+		Flow:         oauth.NewLoginFlow(10*time.Minute, nil),
+		Transport:    tr,
+		Logger:       s.log.With("component", "proxy"),
+		Metrics:      s.metrics,
+		Status:       s.statusExtras,
+		Revoke:       s.revoke,
+		Connect:      proxy.ConnectDeps{Store: s.store, HTTPClient: s.tokenHTTP},
+		Disconnected: s.disconnected(),
 	}, s.proxyOptions(cfg))
+	s.keepalive = s.keepAlive(cfg)
 	s.reloader.register(s.metrics.Registry)
 	s.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "panopto_sidecar_vault_up",

@@ -14,5 +14,5 @@ path "secret/data/panopto/token*" {
   capabilities = ["create", "update", "read"]
 }
 path "secret/metadata/panopto/token*" {
-  capabilities = ["read"]
+  capabilities = ["read", "list"] # list: accounts.keep_alive and GET /-/accounts?state=disconnected walk the accounts
 }

@@ -42,6 +42,9 @@ type fileRecord struct {
 	LeaseUntil   time.Time `json:"lease_until,omitzero"`
 	Dropped      string    `json:"dropped,omitempty"`
 	Identity     *Identity `json:"identity,omitempty"`
+	// Account is the record's key, so that List can name it (file names
+	// are hashes); "" for the default grant and records written before.
+	Account string `json:"account,omitempty"`
 }
 
 func (s *FileStore) file(key string) string {
@@ -142,7 +145,9 @@ func (s *FileStore) CompareAndSwap(ctx context.Context, key string, version int6
 		return 0, ErrConflict
 	}
 	next := current + 1
-	data, err := json.MarshalIndent(toFileRecord(rec, next), "", "  ")
+	fr := toFileRecord(rec, next)
+	fr.Account = key
+	data, err := json.MarshalIndent(fr, "", "  ")
 	if err != nil {
 		return 0, fmt.Errorf("token store: encode: %w", err)
 	}

@@ -152,7 +152,7 @@ func TestDefaults(t *testing.T) {
 		}},
 		RetryBodyLimit: 1 << 20,
 		PublicMaxConns: 1024,
-		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour),
+		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour), KeepAliveRate: 2,
 			TicketTTL: Duration(10 * time.Minute), IdentityTemplate: "{account}"},
 		Inbound: Inbound{SharedSecretHeader: "X-Sidecar-Auth"},
 		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute)},

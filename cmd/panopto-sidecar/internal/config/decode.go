@@ -108,6 +108,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(int64(i))
+	case reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&f) != nil {
+			d.problemf(path, n, "want a number, got %s", describe(n))
+			return
+		}
+		v.SetFloat(f)
 	default:
 		// A schema field of a type this decoder does not know: a bug, reported
 		// rather than panicking on an operator's file.

@@ -168,7 +168,7 @@ func defaults() Config {
 		TLS:            TLS{ACME: ACME{HTTPPort: 80, TLSALPNPort: 443}},
 		RetryBodyLimit: 1 << 20,
 		PublicMaxConns: 1024,
-		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute)},
+		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute), KeepAliveRate: 2},
 		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute)},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),

@@ -118,6 +118,10 @@ type Accounts struct {
 	Provider  string       `yaml:"provider"`   // idp: the identity provider's name in Panopto
 	MaxCache  int          `yaml:"max_cache"`  // LRU size of grants held in memory, default 1000
 	IdleEvict Duration     `yaml:"idle_evict"` // drop an account's grant from memory after this idle time, default 1h
+	// Keep-alive: refresh stored grants not refreshed for KeepAlive (0: off),
+	// at most KeepAliveRate refreshes per second (default 2).
+	KeepAlive     Duration `yaml:"keep_alive"`
+	KeepAliveRate float64  `yaml:"keep_alive_rate"`
 	// Per-student connection (mode login).
 	ReturnTo         []string `yaml:"return_to"`         // URL prefixes a login may return the browser to
 	TicketTTL        Duration `yaml:"ticket_ttl"`        // how long a login link works, default 10m

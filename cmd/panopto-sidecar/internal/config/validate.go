@@ -97,6 +97,7 @@ func (c *Config) validate(lines map[string]int) []error {
 		v.problemf("accounts.max_cache", "must be at least 1")
 	}
 	v.positive("accounts.idle_evict", c.Accounts.IdleEvict)
+	c.validateKeepAlive(v)
 	c.validateConnect(v, listenHost)
 
 	if !validHeaderName(c.Inbound.SharedSecretHeader) {

@@ -1,0 +1,73 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/hashicorp/vault/api"
+)
+
+var _ oauth.Lister = (*Store)(nil)
+
+// List implements oauth.Lister with one KV v2 LIST of the accounts' folder
+// (its metadata path). Keys that do not unescape to an account name, such
+// as login ticket markers ("login-ticket=2Falice"), are left out.
+func (s *Store) List(ctx context.Context, after string, limit int) ([]string, error) {
+	p := s.path + "/accounts"
+	var sec *api.Secret
+	err := s.c.do(ctx, func(ctx context.Context, a *api.Client) error {
+		var err error
+		sec, err = a.Logical().ListWithContext(ctx, s.c.mount+"/metadata/"+p)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: list %s/%s: %w", s.c.mount, p, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, nil // nothing stored yet
+	}
+	keys, _ := sec.Data["keys"].([]any)
+	var names []string
+	for _, k := range keys {
+		ks, _ := k.(string)
+		name, ok := UnescapeKey(ks)
+		if ok && name > after && oauth.ValidAccount(name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	if limit > 0 && len(names) > limit {
+		names = names[:limit]
+	}
+	return names, nil
+}
+
+// UnescapeKey reverses EscapeKey; ok is false for a segment EscapeKey
+// cannot have made (a folder, a stray key).
+func UnescapeKey(seg string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(seg); i++ {
+		ch := seg[i]
+		switch {
+		case ch == '=':
+			if i+2 >= len(seg) {
+				return "", false
+			}
+			v, err := strconv.ParseUint(seg[i+1:i+3], 16, 8)
+			if err != nil || strings.ToUpper(seg[i+1:i+3]) != seg[i+1:i+3] {
+				return "", false
+			}
+			b.WriteByte(byte(v))
+			i += 2
+		case ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_':
+			b.WriteByte(ch)
+		default:
+			return "", false
+		}
+	}
+	return b.String(), seg != ""
+}
