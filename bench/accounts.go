@@ -321,7 +321,7 @@ func startAccountsSidecar(ctx context.Context, f accountsFlags, dir, name, panUR
 listen: %[1]s
 public_url: http://%[1]s
 upstream: %[2]s
-%[3]saccounts: {mode: login, %[4]s}
+%[3]saccounts: {mode: login, identity_claim: sub, %[4]s}
 log: {level: warn, format: json}
 shutdown_grace: 2s
 `, listen, panURL, storeYAML, accounts)), 0o600); err != nil {

@@ -57,7 +57,9 @@ func TestAccountsDisconnected(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := New(Deps{Disconnected: tc.list}, Options{AccountsMode: tc.mode})
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(tc.method, "/-/accounts"+tc.query, nil))
+			req := httptest.NewRequest(tc.method, "/-/accounts"+tc.query, nil)
+			req.Host = "127.0.0.1:9127"
+			h.ServeHTTP(rec, req)
 			if rec.Code != tc.code {
 				t.Fatalf("code %d, want %d: %s", rec.Code, tc.code, rec.Body)
 			}

@@ -67,6 +67,7 @@ func TestKeepAlive(t *testing.T) {
 			cfg += fmt.Sprintf(`accounts:
   mode: login
   return_to: ["https://ontrack.example/panopto/"]
+  identity_claim: sub
   max_cache: 1
   keep_alive: %s
   keep_alive_rate: 50
