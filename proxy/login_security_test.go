@@ -224,3 +224,28 @@ func TestNoLoginURLThatAnswers403(t *testing.T) {
 		}
 	}
 }
+
+// Every hint an answer gives for connecting an account works in its mode:
+// a login URL only where /-/login serves it, never one that answers 400 or
+// 403.
+func TestLoginHintPerMode(t *testing.T) {
+	for _, c := range []struct {
+		mode      oauth.AccountsMode
+		public    bool
+		account   string
+		key, want string
+	}{
+		{oauth.AccountsOff, false, "", "login_url", "http://localhost:9127/-/login"},
+		{oauth.AccountsOff, true, "", "connect", "POST /-/connect"},
+		{oauth.AccountsLogin, false, "", "login_url", "http://localhost:9127/-/login"},
+		{oauth.AccountsLogin, false, "alice", "connect", "POST /-/connect"},
+		{oauth.AccountsLogin, true, "alice", "connect", "POST /-/connect"},
+		{oauth.AccountsIdP, false, "", "login_url", "http://localhost:9127/-/login"},
+		{oauth.AccountsIdP, false, "alice", "connect", idpHint},
+	} {
+		o := Options{AccountsMode: c.mode, PublicListen: c.public, PublicURL: "http://localhost:9127"}
+		if key, got := o.loginHint(c.account); key != c.key || got != c.want {
+			t.Errorf("mode %s, public_listen %v, account %q: %s=%q, want %s=%q", c.mode, c.public, c.account, key, got, c.key, c.want)
+		}
+	}
+}

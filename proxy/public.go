@@ -50,16 +50,23 @@ func (p publicHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // works: per-student accounts connect through a link from POST /-/connect.
 const connectHint = "POST /-/connect"
 
+// idpHint says how an account gets its grant in accounts.mode idp, where
+// no login URL applies: the sidecar signs in as the user itself.
+const idpHint = "the sidecar obtains this account's grant itself with the identity provider's password grant; its last_error says why it could not"
+
 // loginHint is where an answer sends someone to connect account ("" is the
 // default grant): the key "login_url" with a URL that starts a login, or
 // the key "connect" with connectHint where no login URL would work. In
 // login mode an account's /-/login needs a ticket (403 without); with
 // public_listen, public_url serves only ticketed logins, so the default
-// grant's /-/login there is 403 as well.
+// grant's /-/login there is 403 as well. In idp mode an account has no
+// login at all (its /-/login?account= is 400): the key "connect" says so.
 func (o *Options) loginHint(account string) (key, value string) {
 	switch {
 	case account != "" && o.AccountsMode == oauth.AccountsLogin, account == "" && o.PublicListen:
 		return "connect", connectHint
+	case account != "" && o.AccountsMode == oauth.AccountsIdP:
+		return "connect", idpHint
 	case account != "":
 		return "login_url", o.PublicURL + "/-/login?account=" + url.QueryEscape(account)
 	}
