@@ -162,26 +162,9 @@ func TestUploadRefusedWriteFirst(t *testing.T) {
 		{"bad folder_id", "folder_id=COS10009&name=a.mp4", 400, "bad_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-			w := bufio.NewWriterSize(c, 64<<10)
-			fmt.Fprintf(w, "POST /-/uploads?%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", tc.query, addr, size)
-			if _, err := io.Copy(w, panoptofake.PatternReader(size)); err != nil {
-				t.Fatalf("writing the body: %v", err)
-			}
-			if err := w.Flush(); err != nil {
-				t.Fatalf("writing the body: %v", err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatalf("reading the answer: %v", err)
-			}
+			resp := uploadWriteFirst(t, addr, tc.query, size, 2*time.Minute)
 			var m map[string]any
-			err = json.NewDecoder(resp.Body).Decode(&m)
+			err := json.NewDecoder(resp.Body).Decode(&m)
 			if err != nil || resp.StatusCode != tc.status || m["error"] != tc.code {
 				t.Fatalf("answer %d %v (%v), want %d %s", resp.StatusCode, m, err, tc.status, tc.code)
 			}
@@ -263,24 +246,7 @@ func TestUploadBusyWriteFirst(t *testing.T) {
 		return metricValue(fetch(t, sc.URL+"/metrics"), "panopto_sidecar_upload_buffers_in_use") == 2
 	})
 
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Minute))
-	w := bufio.NewWriterSize(c, 64<<10)
-	fmt.Fprintf(w, "POST /-/uploads?folder_id=%s&name=third.mp4 HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", panoptofake.FolderOnTrack, addr, 20<<20)
-	if _, err := io.Copy(w, panoptofake.PatternReader(20<<20)); err != nil {
-		t.Fatalf("writing the body: %v", err)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatalf("writing the body: %v", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading the answer: %v", err)
-	}
+	resp := uploadWriteFirst(t, addr, "folder_id="+panoptofake.FolderOnTrack+"&name=third.mp4", 20<<20, time.Minute)
 	var m map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&m)
 	if resp.StatusCode != 503 || m["error"] != "uploads_busy" || resp.Header.Get("Retry-After") != "60" || m["id"] != nil {
@@ -298,4 +264,30 @@ func TestUploadBusyWriteFirst(t *testing.T) {
 	if metricValue(metrics, "panopto_sidecar_uploads_busy_total") != 1 || metricValue(metrics, "panopto_sidecar_uploads_waiting") != 0 {
 		t.Fatalf("metrics:\n%s", metrics)
 	}
+}
+
+// uploadWriteFirst sends POST /-/uploads?query with a body of size bytes
+// as Ruby's Net::HTTP and Python's http.client do: the whole body is
+// written before the answer is read. The connection closes with the test.
+func uploadWriteFirst(t *testing.T, addr, query string, size int64, limit time.Duration) *http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(limit))
+	w := bufio.NewWriterSize(c, 64<<10)
+	fmt.Fprintf(w, "POST /-/uploads?%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", query, addr, size)
+	if _, err := io.Copy(w, panoptofake.PatternReader(size)); err != nil {
+		t.Fatalf("writing the body: %v", err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatalf("writing the body: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	return resp
 }
