@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+
+	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 )
 
 // Keep-alive: Panopto's refresh tokens die after a period of disuse, and an
@@ -69,7 +71,7 @@ func NewKeepAlive(p *Pool, l Lister, s KeepAliveSettings, result func(string), l
 	if result == nil {
 		result = func(string) {}
 	}
-	k := &KeepAlive{pool: p, list: l, log: log, result: result, kick: make(chan struct{}, 1), wait: sleepCtx}
+	k := &KeepAlive{pool: p, list: l, log: log, result: result, kick: make(chan struct{}, 1), wait: backoff.Sleep}
 	k.settings.Store(&s)
 	return k
 }
@@ -303,15 +305,4 @@ func Disconnected(ctx context.Context, st Store, l Lister, after string, limit i
 		return nil, "", err
 	}
 	return names, next, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
