@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${FUZZTIME:-15s}"
-grep -rl --include='*_test.go' '^func Fuzz' cmd proxy vault 2>/dev/null | while read -r f; do
+grep -rl --include='*_test.go' '^func Fuzz' cmd proxy vault token login internal 2>/dev/null | while read -r f; do
   pkg="./$(dirname "$f")"
   grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | while read -r name; do
     echo "fuzz ${pkg} ${name} (${budget})"

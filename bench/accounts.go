@@ -24,8 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"golang.org/x/oauth2"
 )
@@ -144,14 +144,14 @@ func accountsStore(ctx context.Context, f accountsFlags, kind, dir string, logf 
 	defer srv.Close()
 	panURL := "http://" + ln.Addr().String()
 
-	var store oauth.Store
+	var store token.Store
 	var storeYAML string
 	env := append(os.Environ(), "PANOPTO_CLIENT_ID="+benchClientID, "PANOPTO_CLIENT_SECRET="+benchClientSecret)
 	var counter *opCounter
 	switch kind {
 	case "file":
 		path := filepath.Join(dir, "panopto-token.json")
-		store = oauth.NewFileStore(path)
+		store = token.NewFileStore(path)
 		storeYAML = fmt.Sprintf("token_store: {type: file, path: %s}\n", path)
 	case "vault":
 		vaddr, token, stop, err := startVault(ctx, f.vaultBin, dir)
@@ -276,7 +276,7 @@ func accountsStore(ctx context.Context, f accountsFlags, kind, dir string, logf 
 // seedGrants obtains one grant per student at the stand-in (password
 // grant) and stores it as a login 30 days ago would have, so that the
 // keep-alive finds every one due.
-func seedGrants(ctx context.Context, f accountsFlags, panURL string, store oauth.Store) error {
+func seedGrants(ctx context.Context, f accountsFlags, panURL string, store token.Store) error {
 	cfg := oauth2.Config{ClientID: benchClientID, ClientSecret: benchClientSecret,
 		Endpoint: oauth2.Endpoint{TokenURL: panURL + "/Panopto/oauth2/connect/token", AuthStyle: oauth2.AuthStyleInHeader}}
 	var next atomic.Int64
@@ -295,9 +295,9 @@ func seedGrants(ctx context.Context, f accountsFlags, panURL string, store oauth
 					errs <- fmt.Errorf("grant for %s: %w", name, err)
 					return
 				}
-				g := &oauth.Grant{AccessToken: oauth.Secret(tok.AccessToken), RefreshToken: oauth.Secret(tok.RefreshToken),
+				g := &token.Grant{AccessToken: token.Secret(tok.AccessToken), RefreshToken: token.Secret(tok.RefreshToken),
 					TokenType: "Bearer", Expiry: tok.Expiry, ObtainedAt: time.Now().Add(-30 * 24 * time.Hour)}
-				if _, err := store.CompareAndSwap(ctx, name, 0, oauth.Record{Grant: g}); err != nil {
+				if _, err := store.CompareAndSwap(ctx, name, 0, token.Record{Grant: g}); err != nil {
 					errs <- fmt.Errorf("store %s: %w", name, err)
 					return
 				}

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // deadlineRun is N students uploading at once while OnTrack calls the API.

@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // uploadRun is one upload of the upload phase.

@@ -22,8 +22,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
 const (

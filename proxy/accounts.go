@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // maxAccountsPage bounds GET /-/accounts's limit.
@@ -20,7 +20,7 @@ func (h *Handler) accounts(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return
 	}
-	if o.AccountsMode == oauth.AccountsOff {
+	if o.AccountsMode == token.AccountsOff {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "accounts_mode", "detail": "per-account grants need accounts.mode idp or login"})
 		return
 	}
@@ -39,7 +39,7 @@ func (h *Handler) accounts(w http.ResponseWriter, r *http.Request, o *Options) {
 		limit = n
 	}
 	after := q.Get("after")
-	if after != "" && !oauth.ValidAccount(after) {
+	if after != "" && !token.ValidAccount(after) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_account"})
 		return
 	}

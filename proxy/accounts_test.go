@@ -9,7 +9,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 func TestAccountsDisconnected(t *testing.T) {
@@ -32,7 +32,7 @@ func TestAccountsDisconnected(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		mode   oauth.AccountsMode
+		mode   token.AccountsMode
 		list   func(context.Context, string, int) ([]string, string, error)
 		method string
 		query  string
@@ -40,19 +40,19 @@ func TestAccountsDisconnected(t *testing.T) {
 		names  []string
 		next   string
 	}{
-		{"all", oauth.AccountsLogin, list, "GET", "?state=disconnected", 200, all, ""},
-		{"paged", oauth.AccountsLogin, list, "GET", "?state=disconnected&limit=2", 200, all[:2], "bob"},
-		{"next page", oauth.AccountsLogin, list, "GET", "?state=disconnected&limit=2&after=bob", 200, all[2:], ""},
-		{"none", oauth.AccountsLogin, list, "GET", "?state=disconnected&after=zed", 200, []string{}, ""},
-		{"no state", oauth.AccountsLogin, list, "GET", "", 400, nil, ""},
-		{"other state", oauth.AccountsLogin, list, "GET", "?state=connected", 400, nil, ""},
-		{"bad limit", oauth.AccountsLogin, list, "GET", "?state=disconnected&limit=0", 400, nil, ""},
-		{"huge limit", oauth.AccountsLogin, list, "GET", "?state=disconnected&limit=1001", 400, nil, ""},
-		{"bad after", oauth.AccountsLogin, list, "GET", "?state=disconnected&after=a%2Fb", 400, nil, ""},
-		{"store down", oauth.AccountsLogin, list, "GET", "?state=disconnected&after=boom", 502, nil, ""},
-		{"post", oauth.AccountsLogin, list, "POST", "?state=disconnected", 405, nil, ""},
-		{"accounts off", oauth.AccountsOff, list, "GET", "?state=disconnected", 409, nil, ""},
-		{"store cannot list", oauth.AccountsLogin, nil, "GET", "?state=disconnected", 501, nil, ""},
+		{"all", token.AccountsLogin, list, "GET", "?state=disconnected", 200, all, ""},
+		{"paged", token.AccountsLogin, list, "GET", "?state=disconnected&limit=2", 200, all[:2], "bob"},
+		{"next page", token.AccountsLogin, list, "GET", "?state=disconnected&limit=2&after=bob", 200, all[2:], ""},
+		{"none", token.AccountsLogin, list, "GET", "?state=disconnected&after=zed", 200, []string{}, ""},
+		{"no state", token.AccountsLogin, list, "GET", "", 400, nil, ""},
+		{"other state", token.AccountsLogin, list, "GET", "?state=connected", 400, nil, ""},
+		{"bad limit", token.AccountsLogin, list, "GET", "?state=disconnected&limit=0", 400, nil, ""},
+		{"huge limit", token.AccountsLogin, list, "GET", "?state=disconnected&limit=1001", 400, nil, ""},
+		{"bad after", token.AccountsLogin, list, "GET", "?state=disconnected&after=a%2Fb", 400, nil, ""},
+		{"store down", token.AccountsLogin, list, "GET", "?state=disconnected&after=boom", 502, nil, ""},
+		{"post", token.AccountsLogin, list, "POST", "?state=disconnected", 405, nil, ""},
+		{"accounts off", token.AccountsOff, list, "GET", "?state=disconnected", 409, nil, ""},
+		{"store cannot list", token.AccountsLogin, nil, "GET", "?state=disconnected", 501, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := New(Deps{Disconnected: tc.list}, Options{AccountsMode: tc.mode})

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/login"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
-type benchAccounts struct{ m *oauth.Manager }
+type benchAccounts struct{ m *token.Manager }
 
-func (a benchAccounts) Manager(context.Context, string) (*oauth.Manager, error) { return a.m, nil }
+func (a benchAccounts) Manager(context.Context, string) (*token.Manager, error) { return a.m, nil }
 
 // benchWriter is a ResponseWriter that keeps nothing, so the benchmark
 // counts the handler's allocations rather than a recorder's.
@@ -86,16 +87,16 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 	b.Cleanup(up.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	store := oauth.NewFileStore(filepath.Join(b.TempDir(), "token.json"))
+	store := token.NewFileStore(filepath.Join(b.TempDir(), "token.json"))
 	now := time.Now()
-	g := &oauth.Grant{AccessToken: "bench-access", RefreshToken: "bench-refresh", TokenType: "Bearer",
+	g := &token.Grant{AccessToken: "bench-access", RefreshToken: "bench-refresh", TokenType: "Bearer",
 		Expiry: now.Add(time.Hour), ObtainedAt: now}
-	if _, err := store.CompareAndSwap(ctx, "", 0, oauth.Record{Grant: g}); err != nil {
+	if _, err := store.CompareAndSwap(ctx, "", 0, token.Record{Grant: g}); err != nil {
 		b.Fatal(err)
 	}
-	ep := oauth.Endpoint{TokenURL: up.URL + "/unused", RefreshBefore: 5 * time.Minute}
-	m := oauth.NewManager(oauth.Options{Store: store, Endpoint: ep,
-		Credentials: oauth.StaticCredentials{ID: "bench", Secret: "bench-secret"}})
+	ep := token.Endpoint{TokenURL: up.URL + "/unused", RefreshBefore: 5 * time.Minute}
+	m := token.NewManager(token.Options{Store: store, Endpoint: ep,
+		Credentials: token.StaticCredentials{ID: "bench", Secret: "bench-secret"}})
 	m.Start(ctx)
 	u, _ := url.Parse(up.URL)
 	if tr == nil {
@@ -103,8 +104,8 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 	}
 	h := proxy.New(proxy.Deps{
 		Accounts:    benchAccounts{m},
-		Credentials: func() oauth.CredentialSource { return oauth.StaticCredentials{ID: "bench"} },
-		Flow:        oauth.NewLoginFlow(0, nil),
+		Credentials: func() token.CredentialSource { return token.StaticCredentials{ID: "bench"} },
+		Flow:        login.NewLoginFlow(0, nil),
 		Transport:   tr,
 		Logger:      logger,
 	}, proxy.Options{
@@ -112,7 +113,7 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 		PublicURL:      "http://127.0.0.1:9127",
 		Routes:         []proxy.Route{{Prefix: "/Panopto/api/", Inject: true}},
 		Endpoint:       ep,
-		AccountsMode:   oauth.AccountsOff,
+		AccountsMode:   token.AccountsOff,
 		AccountsHeader: "X-Panopto-User",
 		RetryBodyLimit: 1 << 20,
 	})

@@ -12,7 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // Per-student connection (accounts.mode login): OnTrack asks for a login
@@ -28,12 +29,12 @@ type ConnectOptions struct {
 	TicketTTL time.Duration
 	// IdentityClaim is the id_token claim that must name the account of a
 	// per-student login: sub, preferred_username, email or upn; "none"
-	// (oauth.IdentityClaimNone) connects whichever Panopto user signed in,
+	// (login.IdentityClaimNone) connects whichever Panopto user signed in,
 	// with a warning at every login. Unset, every per-student login is
 	// refused.
 	IdentityClaim string
 	// IdentityTemplate is what the claim must equal, "{account}" replaced
-	// by the account ("" is oauth.DefaultIdentityTemplate).
+	// by the account ("" is login.DefaultIdentityTemplate).
 	IdentityTemplate string
 	// Issuer is the OpenID issuer; "" is {upstream}/Panopto/oauth2.
 	Issuer string
@@ -43,7 +44,7 @@ type ConnectOptions struct {
 type ConnectDeps struct {
 	// Store keeps the login tickets' single-use marks: the token store, so
 	// that every replica sharing it refuses a ticket used on another.
-	Store oauth.Store
+	Store token.Store
 	// HTTPClient fetches the OpenID discovery document and the JWKS.
 	HTTPClient *http.Client
 	// Now is the clock of tickets and id_token expiry (nil: Deps.Now).
@@ -58,7 +59,7 @@ type connectState struct {
 
 type idVerifierEntry struct {
 	issuer, clientID string
-	v                *oauth.IDVerifier
+	v                *login.IDVerifier
 }
 
 // Reasons a login ends without a connection, as sent to return_to.
@@ -72,8 +73,8 @@ const (
 // tickets returns the login tickets as configured now. Tickets hold no
 // state of their own (the marks are in the store), so a reload's new TTL
 // applies to the next ticket minted.
-func (h *Handler) tickets(o *Options) *oauth.Tickets {
-	return oauth.NewTickets(h.deps.Connect.Store, oauth.TicketKeyFromCredentials(h.deps.Credentials()), o.Connect.TicketTTL, h.connectNow())
+func (h *Handler) tickets(o *Options) *login.Tickets {
+	return login.NewTickets(h.deps.Connect.Store, login.TicketKeyFromCredentials(h.deps.Credentials()), o.Connect.TicketTTL, h.connectNow())
 }
 
 func (h *Handler) connectNow() func() time.Time {
@@ -85,7 +86,7 @@ func (h *Handler) connectNow() func() time.Time {
 
 // idVerifier returns the id_token verifier for the issuer and client id in
 // force, keeping its discovered keys while they do not change.
-func (h *Handler) idVerifier(o *Options, clientID string) *oauth.IDVerifier {
+func (h *Handler) idVerifier(o *Options, clientID string) *login.IDVerifier {
 	issuer := o.Connect.Issuer
 	if issuer == "" && o.Upstream != nil {
 		issuer = strings.TrimRight(o.Upstream.String(), "/") + "/Panopto/oauth2"
@@ -93,7 +94,7 @@ func (h *Handler) idVerifier(o *Options, clientID string) *oauth.IDVerifier {
 	if e := h.conn.idv.Load(); e != nil && e.issuer == issuer && e.clientID == clientID {
 		return e.v
 	}
-	e := &idVerifierEntry{issuer: issuer, clientID: clientID, v: oauth.NewIDVerifier(issuer, clientID, h.deps.Connect.HTTPClient, h.connectNow())}
+	e := &idVerifierEntry{issuer: issuer, clientID: clientID, v: login.NewIDVerifier(issuer, clientID, h.deps.Connect.HTTPClient, h.connectNow())}
 	h.conn.idv.Store(e)
 	return e.v
 }
@@ -107,7 +108,7 @@ func (h *Handler) audit(r *http.Request, event, account, result string, err erro
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
-		slog.String("event", event), slog.String("account", sanitizeN(account, oauth.MaxAccountLen)),
+		slog.String("event", event), slog.String("account", sanitizeN(account, token.MaxAccountLen)),
 		slog.String("remote", r.RemoteAddr), slog.String("result", result),
 	}
 	attrs = append(attrs, extra...)
@@ -119,13 +120,13 @@ func (h *Handler) audit(r *http.Request, event, account, result string, err erro
 
 // identityAttrs are the audit attributes of the Panopto user a login's
 // verified id_token names (none when no id_token was verified).
-func identityAttrs(id *oauth.Identity) []slog.Attr {
+func identityAttrs(id *token.Identity) []slog.Attr {
 	if id == nil {
 		return nil
 	}
 	return []slog.Attr{
-		slog.String("panopto_sub", sanitizeN(id.Subject, oauth.MaxAccountLen)),
-		slog.String("panopto_user", sanitizeN(id.PreferredUsername, oauth.MaxAccountLen)),
+		slog.String("panopto_sub", sanitizeN(id.Subject, token.MaxAccountLen)),
+		slog.String("panopto_user", sanitizeN(id.PreferredUsername, token.MaxAccountLen)),
 	}
 }
 
@@ -194,7 +195,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return
 	}
-	if o.AccountsMode != oauth.AccountsLogin {
+	if o.AccountsMode != token.AccountsLogin {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "accounts_mode", "detail": "POST /-/connect needs accounts.mode: login"})
 		return
 	}
@@ -207,7 +208,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": `the body must be JSON {"account": "…", "return_to": "…"}`})
 		return
 	}
-	if !oauth.ValidAccount(req.Account) {
+	if !token.ValidAccount(req.Account) {
 		h.audit(r, "connect", req.Account, "invalid_account", nil)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_account", "detail": "account must be a Panopto user name: 1-256 bytes, no spaces, '/' or '\\'"})
 		return
@@ -249,11 +250,11 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return
 	}
-	if o.AccountsMode == oauth.AccountsOff {
+	if o.AccountsMode == token.AccountsOff {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "accounts_mode", "detail": "per-account grants need accounts.mode idp or login"})
 		return
 	}
-	if !oauth.ValidAccount(name) {
+	if !token.ValidAccount(name) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_account"})
 		return
 	}
@@ -273,7 +274,7 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, o *Options) {
 		writeJSON(w, http.StatusOK, map[string]any{"account": name, "connected": false, "revoked": revoked})
 		return
 	}
-	if o.AccountsMode == oauth.AccountsLogin {
+	if o.AccountsMode == token.AccountsLogin {
 		// Another replica may have connected the account: Token re-reads
 		// the store (rate-limited) when nothing usable is held. Its error
 		// only means "not connected", which Status says as well.
@@ -282,7 +283,7 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, o *Options) {
 	st := m.Status()
 	v := accountView{Account: name}
 	// A grant whose token is being refreshed is still connected.
-	if st.Connected || (st.Reason == oauth.ReasonRefreshPending && !st.ExpiresAt.IsZero()) {
+	if st.Connected || (st.Reason == token.ReasonRefreshPending && !st.ExpiresAt.IsZero()) {
 		v.Connected, v.ExpiresAt = true, st.ExpiresAt
 		if id := st.Identity; id != nil {
 			v.PanoptoUser = id.PreferredUsername
@@ -297,7 +298,7 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request, o *Options) {
 
 // forget drops m's grant from the store and revokes it at Panopto (best
 // effort: a failed revocation is logged, the grant is gone here anyway).
-func (h *Handler) forget(ctx context.Context, m *oauth.Manager, reason string) (revoked bool, err error) {
+func (h *Handler) forget(ctx context.Context, m *token.Manager, reason string) (revoked bool, err error) {
 	g, err := m.Forget(ctx, reason)
 	if err != nil {
 		return false, err
@@ -316,14 +317,14 @@ func (h *Handler) forget(ctx context.Context, m *oauth.Manager, reason string) (
 // for, using it up. When it cannot, it answers the browser itself and
 // returns ok false.
 func (h *Handler) redeem(w http.ResponseWriter, r *http.Request, o *Options, ticket string) (account, returnTo string, ok bool) {
-	if o.AccountsMode != oauth.AccountsLogin {
+	if o.AccountsMode != token.AccountsLogin {
 		page(w, http.StatusBadRequest, "Cannot connect an account", "Login links need accounts.mode: login in config.yaml.")
 		return "", "", false
 	}
-	c, err := h.tickets(o).Redeem(r.Context(), oauth.Secret(ticket))
+	c, err := h.tickets(o).Redeem(r.Context(), token.Secret(ticket))
 	switch {
 	case err == nil:
-	case errors.Is(err, oauth.ErrTicketExpired), errors.Is(err, oauth.ErrTicketUsed):
+	case errors.Is(err, login.ErrTicketExpired), errors.Is(err, login.ErrTicketUsed):
 		// Authentic: its return_to was allowed when it was minted.
 		h.audit(r, "login", c.Account, reasonTicketInvalid, err)
 		if c.ReturnTo != "" && returnToAllowed(c.ReturnTo, o.Connect.ReturnTo) {
@@ -333,7 +334,7 @@ func (h *Handler) redeem(w http.ResponseWriter, r *http.Request, o *Options, tic
 		}
 		page(w, http.StatusForbidden, "This login link cannot be used", "It has expired or was already used. Ask OnTrack for a new one.")
 		return "", "", false
-	case errors.Is(err, oauth.ErrTicketInvalid):
+	case errors.Is(err, login.ErrTicketInvalid):
 		// Nothing in it can be trusted, return_to least of all.
 		h.audit(r, "login", "", reasonTicketInvalid, err)
 		page(w, http.StatusForbidden, "This login link is not valid", "Open the link OnTrack gave you, unchanged.")
@@ -356,12 +357,12 @@ func (h *Handler) redeem(w http.ResponseWriter, r *http.Request, o *Options, tic
 // reason. A per-student login must name its account in
 // o.Connect.IdentityClaim, unless that is "none"; the operator's login of the
 // default grant has no account to compare with.
-func (h *Handler) verifyIdentity(ctx context.Context, o *Options, done oauth.Completed, idToken oauth.Secret) (*oauth.Identity, string, error) {
+func (h *Handler) verifyIdentity(ctx context.Context, o *Options, done login.Completed, idToken token.Secret) (*token.Identity, string, error) {
 	claim := o.Connect.IdentityClaim
-	check := done.Account != "" && claim != oauth.IdentityClaimNone
+	check := done.Account != "" && claim != login.IdentityClaimNone
 	if done.Account != "" && !check {
 		h.log.Warn("login without an identity check (accounts.identity_claim: none): the account is connected to whichever Panopto user signed in",
-			"account", sanitizeN(done.Account, oauth.MaxAccountLen))
+			"account", sanitizeN(done.Account, token.MaxAccountLen))
 	}
 	if idToken.IsZero() {
 		if check {
@@ -381,7 +382,7 @@ func (h *Handler) verifyIdentity(ctx context.Context, o *Options, done oauth.Com
 		return nil, reasonExchangeFailed, err
 	}
 	if check {
-		if err := oauth.MatchIdentity(id, claim, o.Connect.IdentityTemplate, done.Account); err != nil {
+		if err := login.MatchIdentity(id, claim, o.Connect.IdentityTemplate, done.Account); err != nil {
 			return &id, reasonIdentityMismatch, err
 		}
 	}

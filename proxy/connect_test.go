@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 const testReturnTo = "https://ontrack.example/panopto/done?unit=SIT101"
@@ -32,22 +33,22 @@ type connectEnv struct {
 	main   *httptest.Server
 	public *httptest.Server
 	h      *Handler
-	pool   *oauth.Pool
-	flow   *oauth.LoginFlow
+	pool   *token.Pool
+	flow   *login.LoginFlow
 	logs   *testsupport.SyncBuffer
 	dir    string
 	// revokes counts the handler's calls to revoke a grant at Panopto.
 	revokes atomic.Int64
 }
 
-func newConnectEnv(t *testing.T, mode oauth.AccountsMode, co ConnectOptions) *connectEnv {
+func newConnectEnv(t *testing.T, mode token.AccountsMode, co ConnectOptions) *connectEnv {
 	t.Helper()
 	return newConnectEnvAt(t, mode, co, "")
 }
 
 // newConnectEnvAt is newConnectEnv with public_url under a path prefix
 // (e.g. /panopto), as behind a reverse proxy that passes the path as is.
-func newConnectEnvAt(t *testing.T, mode oauth.AccountsMode, co ConnectOptions, prefix string) *connectEnv {
+func newConnectEnvAt(t *testing.T, mode token.AccountsMode, co ConnectOptions, prefix string) *connectEnv {
 	t.Helper()
 	clk := testsupport.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	e := &connectEnv{t: t, clk: clk, logs: &testsupport.SyncBuffer{}, dir: t.TempDir()}
@@ -62,7 +63,7 @@ func newConnectEnvAt(t *testing.T, mode oauth.AccountsMode, co ConnectOptions, p
 	fakeSrv := httptest.NewServer(e.fake)
 	t.Cleanup(fakeSrv.Close)
 	up, _ := url.Parse(fakeSrv.URL)
-	ep := oauth.Endpoint{
+	ep := token.Endpoint{
 		AuthURL:       fakeSrv.URL + "/Panopto/oauth2/connect/authorize",
 		TokenURL:      fakeSrv.URL + "/Panopto/oauth2/connect/token",
 		RevocationURL: fakeSrv.URL + "/Panopto/oauth2/connect/revocation",
@@ -74,29 +75,29 @@ func newConnectEnvAt(t *testing.T, mode oauth.AccountsMode, co ConnectOptions, p
 		LoginURL:      publicURL + "/-/login",
 	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	creds := oauth.StaticCredentials{ID: testClientID, Secret: testClientSecret, Source: "env"}
-	store := oauth.NewFileStore(filepath.Join(e.dir, "token.json"))
-	e.pool = oauth.NewPool(oauth.PoolOptions{
-		Store: store, Credentials: func() oauth.CredentialSource { return creds },
+	creds := token.StaticCredentials{ID: testClientID, Secret: testClientSecret, Source: "env"}
+	store := token.NewFileStore(filepath.Join(e.dir, "token.json"))
+	e.pool = token.NewPool(token.PoolOptions{
+		Store: store, Credentials: func() token.CredentialSource { return creds },
 		HTTPClient: fakeSrv.Client(), Logger: logger.With("component", "oauth"), Now: clk.Now,
-		Mode: mode, PoolSettings: oauth.PoolSettings{Endpoint: ep},
+		Mode: mode, PoolSettings: token.PoolSettings{Endpoint: ep},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e.pool.Start(ctx)
-	e.flow = oauth.NewLoginFlow(0, clk.Now)
+	e.flow = login.NewLoginFlow(0, clk.Now)
 	if co.ReturnTo == nil {
 		co.ReturnTo = []string{"https://ontrack.example/panopto/"}
 	}
 	e.h = New(Deps{
 		Accounts:    e.pool,
-		Credentials: func() oauth.CredentialSource { return creds },
+		Credentials: func() token.CredentialSource { return creds },
 		Flow:        e.flow,
 		Logger:      logger.With("component", "proxy"),
 		Now:         clk.Now,
-		Revoke: func(ctx context.Context, g *oauth.Grant) error {
+		Revoke: func(ctx context.Context, g *token.Grant) error {
 			e.revokes.Add(1)
-			return ep.Revoke(ctx, fakeSrv.Client(), oauth.ClientCredentials{ID: testClientID, Secret: testClientSecret}, g.RefreshToken, "refresh_token")
+			return ep.Revoke(ctx, fakeSrv.Client(), token.ClientCredentials{ID: testClientID, Secret: testClientSecret}, g.RefreshToken, "refresh_token")
 		},
 		Connect: ConnectDeps{Store: store, HTTPClient: fakeSrv.Client()},
 	}, Options{
@@ -219,7 +220,7 @@ func wantReturn(t *testing.T, loc, account, reason string) {
 // Panopto user; DELETE disconnects and revokes. Each event is one audit line
 // without the ticket or a token.
 func TestConnectTicketLogin(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username"})
 	e.fake.SetProfile("alice", panoptofake.Profile{Name: "Alice Example", Email: "alice@example.edu"})
 
 	if _, v := e.account("alice"); v.Connected || v.PanoptoUser != "" {
@@ -315,7 +316,7 @@ func TestConnectTicketLogin(t *testing.T) {
 // TestConnectRefusals: what POST /-/connect and /-/login refuse, and that a
 // refused /-/login starts nothing.
 func TestConnectRefusals(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{TicketTTL: time.Minute, IdentityClaim: "sub"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{TicketTTL: time.Minute, IdentityClaim: "sub"})
 	for _, c := range []struct {
 		name, account, returnTo string
 		code                    int
@@ -369,7 +370,7 @@ func TestConnectRefusals(t *testing.T) {
 	// A ticket for alice rewritten for bob: its MAC fails; no redirect.
 	link := e.link("alice")
 	ticket, _ := url.QueryUnescape(strings.TrimPrefix(link, e.public.URL+"/-/login?ticket="))
-	claims, err := oauth.ParseTicket(ticket)
+	claims, err := login.ParseTicket(ticket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +395,7 @@ func TestConnectRefusals(t *testing.T) {
 	noLogin("an expired ticket")
 
 	// Accounts off: no links.
-	off := newConnectEnv(t, oauth.AccountsOff, ConnectOptions{})
+	off := newConnectEnv(t, token.AccountsOff, ConnectOptions{})
 	if code, out := off.connect("alice", ""); code != 409 || out["error"] != "accounts_mode" {
 		t.Fatalf("mode off: %d %v", code, out)
 	}
@@ -418,7 +419,7 @@ func TestConnectIDTokenRefused(t *testing.T) {
 		{"expired", panoptofake.IDTokenExpired},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
+			e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 			e.fake.ForgeNextIDToken(c.fault)
 			_, loc, _ := e.follow(e.link("alice"), nil)
 			wantReturn(t, loc, "alice", "exchange_failed")
@@ -441,7 +442,7 @@ func TestConnectIDTokenRefused(t *testing.T) {
 // every login without a check leaves); with a claim it is
 // identity_mismatch.
 func TestConnectWithoutIDToken(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "none"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "none"})
 	for _, acct := range []string{"alice", "bob"} {
 		e.fake.ForgeNextIDToken(panoptofake.IDTokenOmitted)
 		_, loc, _ := e.follow(e.link(acct), nil)
@@ -458,7 +459,7 @@ func TestConnectWithoutIDToken(t *testing.T) {
 	}
 
 	for _, claim := range []string{"sub", "preferred_username", "email", "upn"} {
-		strict := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: claim})
+		strict := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: claim})
 		strict.fake.ForgeNextIDToken(panoptofake.IDTokenOmitted)
 		_, loc, _ := strict.follow(strict.link("alice"), nil)
 		wantReturn(t, loc, "alice", "identity_mismatch")
@@ -472,7 +473,7 @@ func TestConnectWithoutIDToken(t *testing.T) {
 // per-student login connects anything, not even one whose id_token names the
 // account: the sidecar cannot tell who signed in to Panopto.
 func TestConnectNeedsAnIdentityClaim(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{})
 	_, loc, _ := e.follow(e.link("alice"), nil)
 	wantReturn(t, loc, "alice", "identity_mismatch")
 	if _, v := e.account("alice"); v.Connected {
@@ -493,7 +494,7 @@ func TestConnectIdentityClaims(t *testing.T) {
 		{"none", ""},
 	} {
 		t.Run(c.claim, func(t *testing.T) {
-			e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: c.claim, IdentityTemplate: c.template})
+			e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: c.claim, IdentityTemplate: c.template})
 			for _, u := range []string{"alice", "mallory"} {
 				e.fake.SetProfile(u, panoptofake.Profile{Name: "Same Name", Email: u + "@example.edu", UPN: strings.ToUpper(u) + "@Deakin.Example"})
 			}
@@ -527,7 +528,7 @@ func loginAs(user string) func(*url.URL) {
 // grant he had, and nothing is revoked: the refused token is dropped, never
 // stored. The audit line names the Panopto user who signed in.
 func TestConnectIdentityMismatch(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username", IdentityTemplate: "{account}"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username", IdentityTemplate: "{account}"})
 	_, loc, _ := e.follow(e.link("bob"), nil)
 	wantReturn(t, loc, "bob", "")
 	m, _ := e.pool.Manager(context.Background(), "bob")
@@ -568,7 +569,7 @@ func TestConnectIdentityMismatch(t *testing.T) {
 // TestPublicListenerServesOnlyLoginPages: on the public listener every path
 // but the login pages and health is 404, whatever the method.
 func TestPublicListenerServesOnlyLoginPages(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/Panopto/api/v1/folders"},
 		{"POST", "/Panopto/PublicAPI/REST/sessionUpload"},

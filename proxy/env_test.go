@@ -20,9 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // Shared fixtures for the proxy tests: a settable clock, the Panopto
@@ -118,12 +119,12 @@ type testEnv struct {
 	upURL   *url.URL
 	srv     *httptest.Server
 	h       *Handler
-	m       *oauth.Manager
+	m       *token.Manager
 	metrics *Metrics
 	logs    *testsupport.SyncBuffer
 	path    string
-	ep      oauth.Endpoint
-	flow    *oauth.LoginFlow
+	ep      token.Endpoint
+	flow    *login.LoginFlow
 	cfg     envConfig
 }
 
@@ -135,9 +136,9 @@ func defaultRoutes() []Route {
 	}
 }
 
-type oneAccount struct{ m *oauth.Manager }
+type oneAccount struct{ m *token.Manager }
 
-func (a oneAccount) Manager(_ context.Context, account string) (*oauth.Manager, error) {
+func (a oneAccount) Manager(_ context.Context, account string) (*token.Manager, error) {
 	if account != "" {
 		return nil, ErrUnknownAccount
 	}
@@ -178,7 +179,7 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 	}
 	e.upURL, _ = url.Parse(upstream)
 
-	e.ep = oauth.Endpoint{
+	e.ep = token.Endpoint{
 		AuthURL:       e.fakeSrv.URL + "/Panopto/oauth2/connect/authorize",
 		TokenURL:      e.fakeSrv.URL + "/Panopto/oauth2/connect/token",
 		RevocationURL: e.fakeSrv.URL + "/Panopto/oauth2/connect/revocation",
@@ -192,20 +193,20 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.metrics = NewMetrics()
 	e.path = filepath.Join(t.TempDir(), "token.json")
-	creds := oauth.StaticCredentials{ID: testClientID, Secret: testClientSecret, Source: "env"}
-	e.m = oauth.NewManager(oauth.Options{
-		Store: oauth.NewFileStore(e.path), Credentials: creds, Endpoint: e.ep,
+	creds := token.StaticCredentials{ID: testClientID, Secret: testClientSecret, Source: "env"}
+	e.m = token.NewManager(token.Options{
+		Store: token.NewFileStore(e.path), Credentials: creds, Endpoint: e.ep,
 		Logger: logger.With("component", "oauth"), Now: clk.Now,
-		Hooks: oauth.Hooks{Refresh: e.metrics.RefreshResult, Expiry: e.metrics.TokenExpiry},
+		Hooks: token.Hooks{Refresh: e.metrics.RefreshResult, Expiry: e.metrics.TokenExpiry},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e.m.Start(ctx)
 
-	e.flow = oauth.NewLoginFlow(0, clk.Now)
+	e.flow = login.NewLoginFlow(0, clk.Now)
 	e.h = New(Deps{
 		Accounts:    oneAccount{e.m},
-		Credentials: func() oauth.CredentialSource { return creds },
+		Credentials: func() token.CredentialSource { return creds },
 		Flow:        e.flow,
 		Transport:   NewTransport(cfg.transport),
 		Logger:      logger.With("component", "proxy"),
@@ -216,11 +217,11 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 		PublicURL:           publicURL,
 		Routes:              cfg.routes,
 		Endpoint:            e.ep,
-		AccountsMode:        oauth.AccountsOff,
+		AccountsMode:        token.AccountsOff,
 		AccountsHeader:      "X-Panopto-User",
 		RewriteUploadTarget: cfg.rewrite,
 		RetryBodyLimit:      cfg.retry,
-		SharedSecret:        oauth.Secret(cfg.secret),
+		SharedSecret:        token.Secret(cfg.secret),
 		SharedSecretHeader:  secretHeader,
 		Connect:             ConnectOptions{Issuer: e.fakeSrv.URL + "/Panopto/oauth2"},
 	})

@@ -8,7 +8,7 @@ import (
 	"net/http/httputil"
 	"sync/atomic"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // reqInfo travels with a proxied request from serve to the Rewrite and
@@ -17,8 +17,8 @@ import (
 type reqInfo struct {
 	opts    *Options
 	route   *Route
-	grant   *oauth.Grant   // nil unless route.Inject
-	manager *oauth.Manager // nil unless route.Inject
+	grant   *token.Grant   // nil unless route.Inject
+	manager *token.Manager // nil unless route.Inject
 	path    string         // the path as received, for the log (see loggedPath)
 }
 
@@ -46,11 +46,11 @@ type forwarder struct {
 }
 
 type bearerValue struct {
-	g *oauth.Grant
+	g *token.Grant
 	v []string
 }
 
-func (f *forwarder) bearer(g *oauth.Grant) []string {
+func (f *forwarder) bearer(g *token.Grant) []string {
 	if b := f.last.Load(); b != nil && b.g == g {
 		return b.v
 	}
@@ -126,7 +126,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, o *Options) {
 func notConnected(w http.ResponseWriter, o *Options, account string) {
 	key, hint := o.loginHint(account)
 	out := map[string]string{"error": "panopto_not_connected", key: hint}
-	if account != "" && o.AccountsMode == oauth.AccountsLogin {
+	if account != "" && o.AccountsMode == token.AccountsLogin {
 		out["account"] = account
 	}
 	writeJSON(w, http.StatusServiceUnavailable, out)

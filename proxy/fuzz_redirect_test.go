@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // FuzzRedirectQuery throws raw query strings and Cookie headers at
@@ -51,7 +52,7 @@ func FuzzRedirectQuery(f *testing.F) {
 	ln.Close()
 
 	const public = "http://127.0.0.1:9127"
-	ep := oauth.Endpoint{
+	ep := token.Endpoint{
 		AuthURL:     closed + "/Panopto/oauth2/connect/authorize",
 		TokenURL:    closed + "/Panopto/oauth2/connect/token",
 		RedirectURL: public + "/redirect",
@@ -61,20 +62,20 @@ func FuzzRedirectQuery(f *testing.F) {
 		LoginURL:    public + "/-/login",
 	}
 	tokenFile := filepath.Join(f.TempDir(), "token.json")
-	creds := oauth.StaticCredentials{ID: "fuzz-client", Secret: "fuzz-secret-8c1d", Source: "env"}
-	m := oauth.NewManager(oauth.Options{Store: oauth.NewFileStore(tokenFile), Credentials: creds, Endpoint: ep})
+	creds := token.StaticCredentials{ID: "fuzz-client", Secret: "fuzz-secret-8c1d", Source: "env"}
+	m := token.NewManager(token.Options{Store: token.NewFileStore(tokenFile), Credentials: creds, Endpoint: ep})
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
 	m.Start(ctx)
-	flow := oauth.NewLoginFlow(time.Minute, nil)
+	flow := login.NewLoginFlow(time.Minute, nil)
 	up, _ := url.Parse(closed)
 	h := New(Deps{
 		Accounts:    oneAccount{m},
-		Credentials: func() oauth.CredentialSource { return creds },
+		Credentials: func() token.CredentialSource { return creds },
 		Flow:        flow,
 	}, Options{
 		Upstream: up, PublicURL: public, Routes: defaultRoutes(), Endpoint: ep,
-		AccountsMode: oauth.AccountsOff, AccountsHeader: "X-Panopto-User", RequireBrowserBinding: true,
+		AccountsMode: token.AccountsOff, AccountsHeader: "X-Panopto-User", RequireBrowserBinding: true,
 	})
 
 	f.Fuzz(func(t *testing.T, rawQuery, cookie string) {

@@ -15,7 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -26,8 +27,8 @@ type Options struct {
 	PublicURL           string      // scheme://host[:port][/prefix] the browser and OnTrack use
 	Routes              []Route     // first matching prefix wins
 	RoutesMatch         RoutesMatch // how a path matches a prefix; "" is case-insensitive
-	Endpoint            oauth.Endpoint
-	AccountsMode        oauth.AccountsMode
+	Endpoint            token.Endpoint
+	AccountsMode        token.AccountsMode
 	AccountsHeader      string // always stripped before forwarding
 	RewriteUploadTarget bool
 	RetryBodyLimit      int64 // request bodies up to this size are kept to retry after a 401
@@ -35,7 +36,7 @@ type Options struct {
 	RequireBrowserBinding bool
 	// SharedSecret, when set, must arrive in SharedSecretHeader on every
 	// request except /-/healthz and /-/ready.
-	SharedSecret       oauth.Secret
+	SharedSecret       token.Secret
 	SharedSecretHeader string
 	// UploadPartSize and UploadConcurrency shape POST /-/uploads (0: defaults).
 	UploadPartSize    int64
@@ -59,7 +60,7 @@ type Options struct {
 // account names the account a request is for: the accounts header's value
 // when tokens are per account, "" (the default grant) otherwise.
 func (o *Options) account(r *http.Request) string {
-	if o.AccountsMode == oauth.AccountsOff {
+	if o.AccountsMode == token.AccountsOff {
 		return ""
 	}
 	return r.Header.Get(o.AccountsHeader)
@@ -68,25 +69,25 @@ func (o *Options) account(r *http.Request) string {
 // Accounts hands out the token manager for an account ("" is the default
 // grant). It creates account managers on first use where the mode allows.
 type Accounts interface {
-	Manager(ctx context.Context, account string) (*oauth.Manager, error)
+	Manager(ctx context.Context, account string) (*token.Manager, error)
 }
 
 // ErrUnknownAccount is returned by Accounts for an account that has no grant
 // and cannot get one without a login.
-var ErrUnknownAccount = oauth.ErrUnknownAccount
+var ErrUnknownAccount = token.ErrUnknownAccount
 
 // Deps are the handler's long-lived collaborators.
 type Deps struct {
 	Accounts    Accounts
-	Credentials func() oauth.CredentialSource // current credential source (for the login's client id)
-	Flow        *oauth.LoginFlow
+	Credentials func() token.CredentialSource // current credential source (for the login's client id)
+	Flow        *login.LoginFlow
 	Transport   http.RoundTripper // to the upstream
 	Logger      *slog.Logger
 	Metrics     *Metrics
 	// Status adds fields to /-/status (config generation, credentials, vault).
 	Status func() map[string]any
 	// Logout revokes a refresh token at Panopto; optional.
-	Revoke func(ctx context.Context, g *oauth.Grant) error
+	Revoke func(ctx context.Context, g *token.Grant) error
 	Now    func() time.Time
 	// Connect: login tickets and id_token verification.
 	Connect ConnectDeps
@@ -246,7 +247,7 @@ func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (h *Handler) defaultManager(ctx context.Context) *oauth.Manager {
+func (h *Handler) defaultManager(ctx context.Context) *token.Manager {
 	m, err := h.deps.Accounts.Manager(ctx, "")
 	if err != nil {
 		return nil
@@ -270,7 +271,7 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// status answers /-/status: the default grant's oauth.Status fields at the
+// status answers /-/status: the default grant's token.Status fields at the
 // top level (each once; no zero times), then the sidecar's. With ?account=
 // it answers one account's grant, its fields at the top level the same way.
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
@@ -318,7 +319,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 
 // statusFields returns st's fields as its JSON encoding has them (times not
 // known are left out), to merge into an answer.
-func statusFields(st oauth.Status) (map[string]any, error) {
+func statusFields(st token.Status) (map[string]any, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("encode status: %w", err)

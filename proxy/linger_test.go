@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // writeFirst is a client like Ruby's Net::HTTP or Python's http.client: it

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // The browser-facing login: GET /-/login starts the authorization-code
@@ -48,7 +49,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		if account, returnTo, ok = h.redeem(w, r, o, ticket); !ok {
 			return
 		}
-	case account != "" && o.AccountsMode == oauth.AccountsLogin:
+	case account != "" && o.AccountsMode == token.AccountsLogin:
 		// Only OnTrack decides which account a browser logs in for: by
 		// the ticket in the link POST /-/connect made.
 		h.audit(r, "login", account, reasonTicketInvalid, errors.New("login: a per-account login needs the link from POST /-/connect"))
@@ -127,7 +128,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 		// per grant (RFC 7009 allows it) would take the grant this Panopto
 		// user stored for their own account with it, so anyone could
 		// disconnect anyone by handing them a link.
-		*g = oauth.Grant{}
+		*g = token.Grant{}
 		h.endLogin(w, r, o, done, id, reason, err)
 		return
 	}
@@ -142,7 +143,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, o *Options) {
 // endLogin leaves the login's audit line, with the Panopto user id names
 // (nil: none verified), and sends the browser back to the login's return_to
 // with the outcome, or answers the sidecar's own page.
-func (h *Handler) endLogin(w http.ResponseWriter, r *http.Request, o *Options, done oauth.Completed, id *oauth.Identity, reason string, err error) {
+func (h *Handler) endLogin(w http.ResponseWriter, r *http.Request, o *Options, done login.Completed, id *token.Identity, reason string, err error) {
 	result := reason
 	if result == "" {
 		result = "ok"

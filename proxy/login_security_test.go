@@ -9,14 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // TestLoginLinkHead: a HEAD on a login link (a chat's link preview, a mail
 // scanner) answers 200 without redeeming the ticket or starting a login, on
 // either listener; the student's GET afterwards still works.
 func TestLoginLinkHead(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 	link := e.link("alice")
 	c := browser()
 	for i, target := range []string{link, strings.Replace(link, e.public.URL, e.main.URL, 1), e.main.URL + "/-/login"} {
@@ -90,7 +90,7 @@ func (e *connectEnv) goOn(c *http.Client, target string) string {
 // student's own browser still completes the login. From the student's
 // browser the error ends it.
 func TestRedirectErrorNeedsTheBrowser(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 	student, authorize, state := e.startLogin(e.link("alice"))
 
 	for _, cookie := range []string{"", bindingCookie + "=not-the-browser"} {
@@ -126,9 +126,9 @@ func TestRedirectErrorNeedsTheBrowser(t *testing.T) {
 // to the longest account name there is: two accounts that share a 64-byte
 // prefix never look alike in the log.
 func TestAuditKeepsWholeAccountNames(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 	prefix := strings.Repeat("s", 64)
-	longest := strings.Repeat("L", oauth.MaxAccountLen)
+	longest := strings.Repeat("L", token.MaxAccountLen)
 	names := []string{prefix + "-alice", prefix + "-bob", longest}
 	for _, n := range names {
 		if code, out := e.connect(n, ""); code != http.StatusCreated {
@@ -148,7 +148,7 @@ func TestAuditKeepsWholeAccountNames(t *testing.T) {
 	e.follow(e.main.URL+"/-/login?account="+longest+"xyz", nil)
 	for _, a := range e.audits() {
 		if acct := a["account"].(string); strings.HasPrefix(acct, "LLL") && acct != longest {
-			t.Errorf("an over-long name was logged as %d bytes, want %d", len(acct), oauth.MaxAccountLen)
+			t.Errorf("an over-long name was logged as %d bytes, want %d", len(acct), token.MaxAccountLen)
 		}
 	}
 }
@@ -159,7 +159,7 @@ func TestAuditKeepsWholeAccountNames(t *testing.T) {
 // to connect with POST /-/connect. An account's status says so in login
 // mode without public_listen too (its /-/login needs a ticket).
 func TestNoLoginURLThatAnswers403(t *testing.T) {
-	e := newConnectEnv(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
+	e := newConnectEnv(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "sub"})
 	get := func(path string, header ...string) (int, map[string]any, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, e.main.URL+path, nil)
@@ -230,18 +230,18 @@ func TestNoLoginURLThatAnswers403(t *testing.T) {
 // 403.
 func TestLoginHintPerMode(t *testing.T) {
 	for _, c := range []struct {
-		mode      oauth.AccountsMode
+		mode      token.AccountsMode
 		public    bool
 		account   string
 		key, want string
 	}{
-		{oauth.AccountsOff, false, "", "login_url", "http://localhost:9127/-/login"},
-		{oauth.AccountsOff, true, "", "connect", "POST /-/connect"},
-		{oauth.AccountsLogin, false, "", "login_url", "http://localhost:9127/-/login"},
-		{oauth.AccountsLogin, false, "alice", "connect", "POST /-/connect"},
-		{oauth.AccountsLogin, true, "alice", "connect", "POST /-/connect"},
-		{oauth.AccountsIdP, false, "", "login_url", "http://localhost:9127/-/login"},
-		{oauth.AccountsIdP, false, "alice", "connect", idpHint},
+		{token.AccountsOff, false, "", "login_url", "http://localhost:9127/-/login"},
+		{token.AccountsOff, true, "", "connect", "POST /-/connect"},
+		{token.AccountsLogin, false, "", "login_url", "http://localhost:9127/-/login"},
+		{token.AccountsLogin, false, "alice", "connect", "POST /-/connect"},
+		{token.AccountsLogin, true, "alice", "connect", "POST /-/connect"},
+		{token.AccountsIdP, false, "", "login_url", "http://localhost:9127/-/login"},
+		{token.AccountsIdP, false, "alice", "connect", idpHint},
 	} {
 		o := Options{AccountsMode: c.mode, PublicListen: c.public, PublicURL: "http://localhost:9127"}
 		if key, got := o.loginHint(c.account); key != c.key || got != c.want {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // TestPublicURLWithPathPrefix: public_url https://ontrack.example/panopto
@@ -14,7 +14,7 @@ import (
 // browser comes back), and the public listener serves its pages under the
 // prefix as well as at the root, nothing more.
 func TestPublicURLWithPathPrefix(t *testing.T) {
-	e := newConnectEnvAt(t, oauth.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username"}, "/panopto")
+	e := newConnectEnvAt(t, token.AccountsLogin, ConnectOptions{IdentityClaim: "preferred_username"}, "/panopto")
 	pub := e.public.URL + "/panopto"
 
 	link := e.link("alice")

@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // Public returns the handler of the public listener (public_listen): the
@@ -63,9 +63,9 @@ const idpHint = "the sidecar obtains this account's grant itself with the identi
 // login at all (its /-/login?account= is 400): the key "connect" says so.
 func (o *Options) loginHint(account string) (key, value string) {
 	switch {
-	case account != "" && o.AccountsMode == oauth.AccountsLogin, account == "" && o.PublicListen:
+	case account != "" && o.AccountsMode == token.AccountsLogin, account == "" && o.PublicListen:
 		return "connect", connectHint
-	case account != "" && o.AccountsMode == oauth.AccountsIdP:
+	case account != "" && o.AccountsMode == token.AccountsIdP:
 		return "connect", idpHint
 	case account != "":
 		return "login_url", o.PublicURL + "/-/login?account=" + url.QueryEscape(account)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // retryTransport sends the request and, when the upstream refuses the bearer
@@ -33,7 +33,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || !refusesBearer(resp.StatusCode, info.route) {
 		return resp, err
 	}
-	if resp.StatusCode == http.StatusForbidden && !oauth.InvalidTokenChallenge(resp.Header) &&
+	if resp.StatusCode == http.StatusForbidden && !token.InvalidTokenChallenge(resp.Header) &&
 		!info.manager.ClaimForbiddenRefresh(info.grant) {
 		return resp, nil // most likely a permission Panopto does not grant
 	}

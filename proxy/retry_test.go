@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // refusingUpstream answers refuse to any request carrying the bearer that

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // sessionUploadUpstream answers POST sessionUpload with body (its origin

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // namedAccounts hands out the managers it holds by account name.
-type namedAccounts map[string]*oauth.Manager
+type namedAccounts map[string]*token.Manager
 
-func (a namedAccounts) Manager(_ context.Context, account string) (*oauth.Manager, error) {
+func (a namedAccounts) Manager(_ context.Context, account string) (*token.Manager, error) {
 	if m, ok := a[account]; ok {
 		return m, nil
 	}
@@ -40,7 +40,7 @@ func checkStatusDoc(t *testing.T, what string, body []byte) map[string]any {
 // grant, and show each field once.
 func TestStatusAndReadyReasons(t *testing.T) {
 	e := newEnv(t, envConfig{upstream: &recordingUpstream{}})
-	expect := func(stage string, connected bool, reason oauth.Reason) {
+	expect := func(stage string, connected bool, reason token.Reason) {
 		t.Helper()
 		_, _, body := e.call(http.MethodGet, "/-/status", nil)
 		st := checkStatusDoc(t, stage+": /-/status", body)
@@ -61,13 +61,13 @@ func TestStatusAndReadyReasons(t *testing.T) {
 			t.Errorf("%s: /-/ready %d %s, want 503 with reason %q", stage, code, body, reason)
 		}
 	}
-	expect("before login", false, oauth.ReasonNeverConnected)
+	expect("before login", false, token.ReasonNeverConnected)
 	e.login()
 	expect("after login", true, "")
 	if code, _, body := e.call(http.MethodPost, "/-/logout", nil, "Content-Type", "application/json"); code != http.StatusOK {
 		t.Fatalf("logout: %d %s", code, body)
 	}
-	expect("after logout", false, oauth.ReasonLoggedOut)
+	expect("after logout", false, token.ReasonLoggedOut)
 }
 
 // TestAccountStatus: /-/status?account= answers one account's grant with its
@@ -84,7 +84,7 @@ func TestAccountStatus(t *testing.T) {
 	}
 	code, body := get("/-/status?account=alice")
 	st := checkStatusDoc(t, "account status", body)
-	if code != http.StatusOK || st["account"] != "alice" || st["connected"] != false || st["reason"] != string(oauth.ReasonNeverConnected) {
+	if code != http.StatusOK || st["account"] != "alice" || st["connected"] != false || st["reason"] != string(token.ReasonNeverConnected) {
 		t.Errorf("account status before login: %d %s", code, body)
 	}
 	if want := e.srv.URL + "/-/login?account=alice"; st["login_url"] != want {

@@ -5,18 +5,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // heldStore holds its first Load after reading: the record it returns is
 // the one stored when the read began.
 type heldStore struct {
-	oauth.Store
+	token.Store
 	read, release chan struct{}
 	first         bool
 }
 
-func (s *heldStore) Load(ctx context.Context, key string) (oauth.Record, int64, error) {
+func (s *heldStore) Load(ctx context.Context, key string) (token.Record, int64, error) {
 	rec, ver, err := s.Store.Load(ctx, key)
 	if s.first {
 		s.first = false
@@ -34,18 +34,18 @@ func TestManagerKeepsNewerVersion(t *testing.T) {
 	_, vs := startStore(t)
 	ctx := ctxT(t)
 	now := time.Now()
-	old := &oauth.Grant{AccessToken: "access-old", RefreshToken: "refresh-old", Expiry: now.Add(time.Hour), ObtainedAt: now.Add(-time.Minute)}
-	if _, err := vs.CompareAndSwap(ctx, "", 0, oauth.Record{Grant: old}); err != nil {
+	old := &token.Grant{AccessToken: "access-old", RefreshToken: "refresh-old", Expiry: now.Add(time.Hour), ObtainedAt: now.Add(-time.Minute)}
+	if _, err := vs.CompareAndSwap(ctx, "", 0, token.Record{Grant: old}); err != nil {
 		t.Fatal(err)
 	}
 	store := &heldStore{Store: vs, read: make(chan struct{}), release: make(chan struct{}), first: true}
-	m := oauth.NewManager(oauth.Options{Store: store, Holder: "pod-a"})
+	m := token.NewManager(token.Options{Store: store, Holder: "pod-a"})
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	started := make(chan struct{})
 	go func() { m.Start(mctx); close(started) }()
 	<-store.read
-	login := &oauth.Grant{AccessToken: "access-new", RefreshToken: "refresh-new", Expiry: now.Add(time.Hour), ObtainedAt: now}
+	login := &token.Grant{AccessToken: "access-new", RefreshToken: "refresh-new", Expiry: now.Add(time.Hour), ObtainedAt: now}
 	if err := m.Install(ctx, login); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/hashicorp/vault/api/auth/kubernetes"
@@ -31,7 +31,7 @@ func newAuthMethod(a Auth, getenv func(string) string) (authMethod, error) {
 	case MethodToken:
 		t := &tokenAuth{file: a.TokenFile}
 		if a.TokenFile == "" {
-			t.env = oauth.Secret(strings.TrimSpace(getenv("VAULT_TOKEN")))
+			t.env = token.Secret(strings.TrimSpace(getenv("VAULT_TOKEN")))
 			if t.env.IsZero() {
 				return nil, errors.New("vault: auth token: set token_file or $VAULT_TOKEN")
 			}
@@ -87,7 +87,7 @@ func orDefault(s, def string) string {
 
 // readSecretFile reads a small file holding one secret value, trimmed of
 // surrounding white space. Errors name the file, never its content.
-func readSecretFile(path string) (oauth.Secret, error) {
+func readSecretFile(path string) (token.Secret, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
@@ -104,22 +104,22 @@ func readSecretFile(path string) (oauth.Secret, error) {
 	if s == "" {
 		return "", fmt.Errorf("read %s: file is empty", path)
 	}
-	return oauth.Secret(s), nil
+	return token.Secret(s), nil
 }
 
 // tokenAuth uses a token from $VAULT_TOKEN or from token_file. The file is
 // re-read when its size, mtime or content changes.
 type tokenAuth struct {
-	env  oauth.Secret
+	env  token.Secret
 	file string
 
 	mu      sync.Mutex
-	token   oauth.Secret
+	token   token.Secret
 	modTime time.Time
 	size    int64
 }
 
-func (t *tokenAuth) current() oauth.Secret {
+func (t *tokenAuth) current() token.Secret {
 	if t.file == "" {
 		return t.env
 	}
@@ -130,7 +130,7 @@ func (t *tokenAuth) current() oauth.Secret {
 
 // reload re-reads token_file if it looks changed, and reports whether the
 // token differs from the one held.
-func (t *tokenAuth) reload() (oauth.Secret, bool, error) {
+func (t *tokenAuth) reload() (token.Secret, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fi, err := os.Stat(t.file)

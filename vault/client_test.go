@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 	"github.com/hashicorp/vault/api"
@@ -20,15 +20,15 @@ func TestTokenFromEnv(t *testing.T) {
 	srv := vaulttest.StartDev(t)
 	root := srv.Client(t)
 	setupPolicy(t, root)
-	token := newToken(t, root, "1h", true)
+	tok := newToken(t, root, "1h", true)
 	logger, logs := newLogger(t)
 	getenv := func(k string) string {
-		return map[string]string{"VAULT_ADDR": srv.Addr(), "VAULT_TOKEN": token}[k]
+		return map[string]string{"VAULT_ADDR": srv.Addr(), "VAULT_TOKEN": tok}[k]
 	}
 	c := newClient(t, vault.Config{}, getenv, logger)
 
 	s := vault.NewStore(c, "panopto/token")
-	if _, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "logout"}); err != nil {
+	if _, err := s.CompareAndSwap(ctxT(t), "", 0, token.Record{Dropped: "logout"}); err != nil {
 		t.Fatal(err)
 	}
 	testsupport.WaitFor(t, 10*time.Second, "token looked up", func() bool { return c.Status().Logins == 1 })
@@ -39,8 +39,8 @@ func TestTokenFromEnv(t *testing.T) {
 	if until := time.Until(st.TokenExpiresAt); until < 50*time.Minute || until > time.Hour+time.Minute {
 		t.Errorf("TokenExpiresAt in %v, want about 1h", until)
 	}
-	noLeak(t, logs.String(), token)
-	noLeak(t, fmt.Sprintf("%+v", st), token)
+	noLeak(t, logs.String(), tok)
+	noLeak(t, fmt.Sprintf("%+v", st), tok)
 }
 
 func TestTokenFileChanges(t *testing.T) {
@@ -54,7 +54,7 @@ func TestTokenFileChanges(t *testing.T) {
 	logger, logs := newLogger(t)
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "token", TokenFile: file}}, nil, logger)
 	s := vault.NewStore(c, "panopto/token")
-	v, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "a"})
+	v, err := s.CompareAndSwap(ctxT(t), "", 0, token.Record{Dropped: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestTokenFileChanges(t *testing.T) {
 	if err := root.Auth().Token().RevokeTree(tokenA); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = s.CompareAndSwap(ctxT(t), "", v, oauth.Record{Dropped: "b"}); err != nil {
+	if _, err = s.CompareAndSwap(ctxT(t), "", v, token.Record{Dropped: "b"}); err != nil {
 		t.Fatalf("call after the token file changed: %v", err)
 	}
 	testsupport.WaitFor(t, 10*time.Second, "second token looked up", func() bool { return c.Status().Logins == 2 })
@@ -118,7 +118,7 @@ func TestAppRoleRenewAndRelogin(t *testing.T) {
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "approle", RoleIDFile: roleFile, SecretIDFile: secretFile}}, nil, logger)
 	s := vault.NewStore(c, "panopto/token")
 	testsupport.WaitFor(t, 10*time.Second, "approle login", func() bool { return c.Status().Logins == 1 })
-	if _, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "x"}); err != nil {
+	if _, err := s.CompareAndSwap(ctxT(t), "", 0, token.Record{Dropped: "x"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -60,14 +60,14 @@ type Credentials struct {
 }
 
 type heldCredentials struct {
-	creds   oauth.ClientCredentials
+	creds   token.ClientCredentials
 	version int
 	readAt  time.Time
 }
 
 var (
-	_ oauth.CredentialSource = (*Credentials)(nil)
-	_ oauth.Rereader         = (*Credentials)(nil)
+	_ token.CredentialSource = (*Credentials)(nil)
+	_ token.Rereader         = (*Credentials)(nil)
 )
 
 // NewCredentials returns a credential source for o.Path. Nothing is read
@@ -168,7 +168,7 @@ func (c *Credentials) currentVersion(ctx context.Context) (int, error) {
 
 // Credentials returns the held credentials, reading them first if none are
 // held yet.
-func (c *Credentials) Credentials(ctx context.Context) (oauth.ClientCredentials, error) {
+func (c *Credentials) Credentials(ctx context.Context) (token.ClientCredentials, error) {
 	if h := c.held.Load(); h != nil {
 		return h.creds, nil
 	}
@@ -176,7 +176,7 @@ func (c *Credentials) Credentials(ctx context.Context) (oauth.ClientCredentials,
 		if h := c.held.Load(); h != nil {
 			return h.creds, nil // another read won meanwhile
 		}
-		return oauth.ClientCredentials{}, err
+		return token.ClientCredentials{}, err
 	}
 	return c.held.Load().creds, nil
 }
@@ -263,12 +263,12 @@ func (c *Credentials) decode(sec *api.KVSecret) (*heldCredentials, error) {
 		}
 		return s
 	}
-	cc := oauth.ClientCredentials{
+	cc := token.ClientCredentials{
 		ID:       get(c.o.IDKey, true),
-		Secret:   oauth.Secret(get(c.o.SecretKey, true)),
+		Secret:   token.Secret(get(c.o.SecretKey, true)),
 		Username: get(c.o.UsernameKey, false),
-		Password: oauth.Secret(get(c.o.PasswordKey, false)),
-		AppKey:   oauth.Secret(get(c.o.AppKeyKey, false)),
+		Password: token.Secret(get(c.o.PasswordKey, false)),
+		AppKey:   token.Secret(get(c.o.AppKeyKey, false)),
 		Source:   "vault",
 		Version:  strconv.Itoa(version),
 	}

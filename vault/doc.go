@@ -78,7 +78,7 @@
 // compares against current_version, which a deletion does not change.
 // CompareAndSwap writes with options.cas = version and maps KV v2's
 // "check-and-set parameter did not match the current version" (a 400) to
-// oauth.ErrConflict. Data that does not decode (wrong types, bad times, no
-// record keys) is oauth.ErrCorrupt and is never overwritten by the store on
+// token.ErrConflict. Data that does not decode (wrong types, bad times, no
+// record keys) is token.ErrCorrupt and is never overwritten by the store on
 // its own.
 package vault

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 	"github.com/hashicorp/vault/api"
@@ -149,7 +149,7 @@ func TestKubernetesLoginRereadsJWT(t *testing.T) {
 	c := newClient(t, vault.Config{Address: srv.Addr(), Auth: vault.Auth{Method: "kubernetes", Role: "sidecar", JWTFile: jwtFile}}, nil, logger)
 	testsupport.WaitFor(t, 10*time.Second, "kubernetes login", func() bool { return c.Status().Logins >= 1 })
 	s := vault.NewStore(c, "panopto/token")
-	if _, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "k8s"}); err != nil {
+	if _, err := s.CompareAndSwap(ctxT(t), "", 0, token.Record{Dropped: "k8s"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := reviewer.seen(); len(got) == 0 || got[0] != jwt1 {

@@ -7,13 +7,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/hashicorp/vault/api"
 )
 
-var _ oauth.Lister = (*Store)(nil)
+var _ token.Lister = (*Store)(nil)
 
-// List implements oauth.Lister with one KV v2 LIST of the accounts' folder
+// List implements token.Lister with one KV v2 LIST of the accounts' folder
 // (its metadata path). Keys that do not unescape to an account name, such
 // as login ticket markers ("login-ticket=2Falice"), are left out.
 func (s *Store) List(ctx context.Context, after string, limit int) ([]string, error) {
@@ -35,7 +35,7 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]string, er
 	for _, k := range keys {
 		ks, _ := k.(string)
 		name, ok := UnescapeKey(ks)
-		if ok && name > after && oauth.ValidAccount(name) {
+		if ok && name > after && token.ValidAccount(name) {
 			names = append(names, name)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 )
 
@@ -30,9 +30,9 @@ func TestStoreList(t *testing.T) {
 	if got, err := s.List(ctx, "", 10); err != nil || len(got) != 0 {
 		t.Fatalf("empty List = %q, %v", got, err)
 	}
-	g := &oauth.Grant{AccessToken: "at", RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)}
-	for _, k := range []string{"", "carol", "alice", "jo.bloggs@example.edu", "bob", oauth.TicketMarkerKey("alice")} {
-		if _, err := s.CompareAndSwap(ctx, k, 0, oauth.Record{Grant: g}); err != nil {
+	g := &token.Grant{AccessToken: "at", RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)}
+	for _, k := range []string{"", "carol", "alice", "jo.bloggs@example.edu", "bob", token.TicketMarkerKey("alice")} {
+		if _, err := s.CompareAndSwap(ctx, k, 0, token.Record{Grant: g}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 	"github.com/hashicorp/vault/api"
@@ -59,7 +59,7 @@ func TestOutageStopStart(t *testing.T) {
 	creds.Start(ctx)
 	testsupport.WaitFor(t, 10*time.Second, "credentials read", func() bool { return creds.Status().Version != "" })
 	s := vault.NewStore(c, "panopto/token")
-	v, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "before"})
+	v, err := s.CompareAndSwap(ctxT(t), "", 0, token.Record{Dropped: "before"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +71,8 @@ func TestOutageStopStart(t *testing.T) {
 		}
 	})
 	timed(t, "CompareAndSwap", func() {
-		_, err := s.CompareAndSwap(ctxT(t), "", v, oauth.Record{Dropped: "during"})
-		if !errors.Is(err, vault.ErrUnavailable) || errors.Is(err, oauth.ErrConflict) {
+		_, err := s.CompareAndSwap(ctxT(t), "", v, token.Record{Dropped: "during"})
+		if !errors.Is(err, vault.ErrUnavailable) || errors.Is(err, token.ErrConflict) {
 			t.Errorf("CAS with Vault down: %v", err)
 		}
 	})
@@ -101,7 +101,7 @@ func TestOutageStopStart(t *testing.T) {
 	if err != nil || lv != v || rec.Dropped != "before" {
 		t.Fatalf("after restart: %+v at %d, %v", rec, lv, err)
 	}
-	if _, err := s.CompareAndSwap(ctxT(t), "", v, oauth.Record{Dropped: "after"}); err != nil {
+	if _, err := s.CompareAndSwap(ctxT(t), "", v, token.Record{Dropped: "after"}); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.Status(); !st.Reachable || !st.Authenticated {
@@ -129,7 +129,7 @@ func TestOutageAtStartup(t *testing.T) {
 	}
 	srv.Start()
 	testsupport.WaitFor(t, 30*time.Second, "login once Vault is up", func() bool { return c.Status().Authenticated })
-	if _, err := vault.NewStore(c, "panopto/token").CompareAndSwap(ctxT(t), "", 0, oauth.Record{}); err != nil {
+	if _, err := vault.NewStore(c, "panopto/token").CompareAndSwap(ctxT(t), "", 0, token.Record{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -139,17 +139,17 @@ func TestOutageSealUnseal(t *testing.T) {
 	srv := vaulttest.StartPersistent(t)
 	root := srv.Client(t)
 	setupPolicy(t, root)
-	token := newToken(t, root, "1h", true)
+	tok := newToken(t, root, "1h", true)
 	putKV(t, root, "panopto/client", map[string]any{"client_id": "id-1", "client_secret": "secret-1"})
 	c := newClient(t, vault.Config{Address: srv.Addr()}, func(k string) string {
-		return map[string]string{"VAULT_TOKEN": token}[k]
+		return map[string]string{"VAULT_TOKEN": tok}[k]
 	}, nil)
 	creds := vault.NewCredentials(c, vault.CredentialsOptions{Path: "panopto/client"}, nil)
 	if _, err := creds.Credentials(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
 	s := vault.NewStore(c, "panopto/token")
-	v, err := s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{Dropped: "before"})
+	v, err := s.CompareAndSwap(ctxT(t), "", 0, token.Record{Dropped: "before"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -19,7 +19,7 @@ type Store struct {
 	path string
 }
 
-var _ oauth.Store = (*Store)(nil)
+var _ token.Store = (*Store)(nil)
 
 // NewStore returns a store rooted at path under the client's KV v2 mount.
 // The default grant (key "") is at path; account k is at
@@ -60,7 +60,7 @@ func (s *Store) keyPath(key string) string {
 // written, or whose metadata was deleted, is (Record{}, 0, nil). A latest
 // version that is deleted or destroyed is an empty record with that version,
 // so the next CompareAndSwap passes the version Vault expects.
-func (s *Store) Load(ctx context.Context, key string) (oauth.Record, int64, error) {
+func (s *Store) Load(ctx context.Context, key string) (token.Record, int64, error) {
 	p := s.keyPath(key)
 	var sec *api.KVSecret
 	err := s.c.do(ctx, func(ctx context.Context, a *api.Client) error {
@@ -72,25 +72,25 @@ func (s *Store) Load(ctx context.Context, key string) (oauth.Record, int64, erro
 		return err
 	})
 	if err != nil {
-		return oauth.Record{}, 0, fmt.Errorf("vault: read %s/%s: %w", s.c.mount, p, err)
+		return token.Record{}, 0, fmt.Errorf("vault: read %s/%s: %w", s.c.mount, p, err)
 	}
 	if sec == nil || sec.VersionMetadata == nil {
-		return oauth.Record{}, 0, nil
+		return token.Record{}, 0, nil
 	}
 	v := int64(sec.VersionMetadata.Version)
 	if sec.Data == nil {
-		return oauth.Record{}, v, nil
+		return token.Record{}, v, nil
 	}
 	rec, err := decodeRecord(sec.Data)
 	if err != nil {
-		return oauth.Record{}, v, fmt.Errorf("vault: read %s/%s version %d: %w", s.c.mount, p, v, err)
+		return token.Record{}, v, fmt.Errorf("vault: read %s/%s version %d: %w", s.c.mount, p, v, err)
 	}
 	return rec, v, nil
 }
 
 // CompareAndSwap writes rec with options.cas = version and returns the new
-// version; oauth.ErrConflict when Vault holds another version.
-func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, rec oauth.Record) (int64, error) {
+// version; token.ErrConflict when Vault holds another version.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, rec token.Record) (int64, error) {
 	p := s.keyPath(key)
 	if version < 0 {
 		return 0, fmt.Errorf("vault: write %s/%s: negative version %d", s.c.mount, p, version)
@@ -102,7 +102,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, r
 		return err
 	})
 	if isCASMismatch(err) {
-		return 0, fmt.Errorf("vault: write %s/%s at version %d: %w", s.c.mount, p, version, oauth.ErrConflict)
+		return 0, fmt.Errorf("vault: write %s/%s at version %d: %w", s.c.mount, p, version, token.ErrConflict)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("vault: write %s/%s: %w", s.c.mount, p, err)
@@ -141,11 +141,15 @@ const (
 	keyIdentityUsername = "identity_preferred_username"
 	keyIdentityName     = "identity_name"
 	keyIdentityEmail    = "identity_email"
+	keyIdentityUPN      = "identity_upn"
+	// A login ticket marker's record: the newest redeemed ticket.
+	keyTicketIssuedAt = "ticket_iat"
+	keyTicketID       = "ticket_id"
 )
 
 // encodeRecord writes the grant keys only when there is a grant, the lease
 // keys only when there is a lease; "dropped" is always written.
-func encodeRecord(rec oauth.Record) map[string]any {
+func encodeRecord(rec token.Record) map[string]any {
 	m := map[string]any{keyDropped: rec.Dropped}
 	if g := rec.Grant; g != nil {
 		m[keyAccessToken] = g.AccessToken.Reveal()
@@ -159,16 +163,21 @@ func encodeRecord(rec oauth.Record) map[string]any {
 			m[keyIdentityUsername] = id.PreferredUsername
 			m[keyIdentityName] = id.Name
 			m[keyIdentityEmail] = id.Email
+			m[keyIdentityUPN] = id.UPN
 		}
 	}
 	if l := rec.Lease; l != nil {
 		m[keyLeaseHolder] = l.Holder
 		m[keyLeaseUntil] = formatTime(l.Until)
 	}
+	if t := rec.Ticket; t != nil {
+		m[keyTicketIssuedAt] = formatTime(t.IssuedAt)
+		m[keyTicketID] = t.ID
+	}
 	return m
 }
 
-func decodeRecord(m map[string]any) (oauth.Record, error) {
+func decodeRecord(m map[string]any) (token.Record, error) {
 	var errs []error
 	str := func(key string) (string, bool) {
 		raw, ok := m[key]
@@ -189,7 +198,7 @@ func decodeRecord(m map[string]any) (oauth.Record, error) {
 		}
 		return t
 	}
-	var rec oauth.Record
+	var rec token.Record
 	dropped, hasDropped := str(keyDropped)
 	rec.Dropped = dropped
 	access, hasGrant := str(keyAccessToken)
@@ -197,31 +206,36 @@ func decodeRecord(m map[string]any) (oauth.Record, error) {
 		refresh, _ := str(keyRefreshToken)
 		tokenType, _ := str(keyTokenType)
 		scope, _ := str(keyScope)
-		rec.Grant = &oauth.Grant{
-			AccessToken:  oauth.Secret(access),
-			RefreshToken: oauth.Secret(refresh),
+		rec.Grant = &token.Grant{
+			AccessToken:  token.Secret(access),
+			RefreshToken: token.Secret(refresh),
 			TokenType:    tokenType,
 			Scope:        scope,
 			Expiry:       tm(keyExpiresAt),
 			ObtainedAt:   tm(keyObtainedAt),
 		}
 		if sub, ok := str(keyIdentitySub); ok {
-			id := &oauth.Identity{Subject: sub}
+			id := &token.Identity{Subject: sub}
 			id.PreferredUsername, _ = str(keyIdentityUsername)
 			id.Name, _ = str(keyIdentityName)
 			id.Email, _ = str(keyIdentityEmail)
+			id.UPN, _ = str(keyIdentityUPN)
 			rec.Grant.Identity = id
 		}
 	}
 	holder, hasLease := str(keyLeaseHolder)
 	if hasLease {
-		rec.Lease = &oauth.Lease{Holder: holder, Until: tm(keyLeaseUntil)}
+		rec.Lease = &token.Lease{Holder: holder, Until: tm(keyLeaseUntil)}
 	}
-	if !hasDropped && !hasGrant && !hasLease {
+	ticketID, hasTicket := str(keyTicketID)
+	if hasTicket {
+		rec.Ticket = &token.TicketMark{IssuedAt: tm(keyTicketIssuedAt), ID: ticketID}
+	}
+	if !hasDropped && !hasGrant && !hasLease && !hasTicket {
 		errs = append(errs, errors.New("no record keys"))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return oauth.Record{}, fmt.Errorf("%w: %w", oauth.ErrCorrupt, err)
+		return token.Record{}, fmt.Errorf("%w: %w", token.ErrCorrupt, err)
 	}
 	return rec, nil
 }

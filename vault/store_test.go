@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 	"github.com/hashicorp/vault/api"
@@ -33,10 +33,10 @@ func TestStoreCompareAndSwap(t *testing.T) {
 		t.Fatalf("empty Load = %+v, %d, %v", rec, v, err)
 	}
 	exp := time.Date(2026, 11, 26, 10, 0, 0, 123456789, time.FixedZone("AEDT", 11*3600))
-	want := oauth.Record{
-		Grant: &oauth.Grant{AccessToken: "access-1", RefreshToken: "refresh-1", TokenType: "Bearer", Scope: "openid api offline_access",
+	want := token.Record{
+		Grant: &token.Grant{AccessToken: "access-1", RefreshToken: "refresh-1", TokenType: "Bearer", Scope: "openid api offline_access",
 			Expiry: exp, ObtainedAt: exp.Add(-time.Hour + time.Nanosecond)},
-		Lease:   &oauth.Lease{Holder: "pod-a", Until: exp.Add(30*time.Second + 7)},
+		Lease:   &token.Lease{Holder: "pod-a", Until: exp.Add(30*time.Second + 7)},
 		Dropped: "",
 	}
 	v1, err := s.CompareAndSwap(ctx, "", 0, want)
@@ -51,19 +51,19 @@ func TestStoreCompareAndSwap(t *testing.T) {
 
 	// Version 0 again, and a stale version: conflict, nothing written.
 	for _, stale := range []int64{0, v1 + 1} {
-		if _, err := s.CompareAndSwap(ctx, "", stale, oauth.Record{Dropped: "stale"}); !errors.Is(err, oauth.ErrConflict) {
+		if _, err := s.CompareAndSwap(ctx, "", stale, token.Record{Dropped: "stale"}); !errors.Is(err, token.ErrConflict) {
 			t.Errorf("CAS at %d: err = %v, want ErrConflict", stale, err)
 		}
 	}
-	v2, err := s.CompareAndSwap(ctx, "", v1, oauth.Record{Dropped: "logout"})
+	v2, err := s.CompareAndSwap(ctx, "", v1, token.Record{Dropped: "logout"})
 	if err != nil || v2 != v1+1 {
 		t.Fatalf("second write = %d, %v", v2, err)
 	}
 	got, _, _ = s.Load(ctx, "")
-	assertRecordEqual(t, got, oauth.Record{Dropped: "logout"})
+	assertRecordEqual(t, got, token.Record{Dropped: "logout"})
 
 	// Accounts live at their own escaped paths.
-	va, err := s.CompareAndSwap(ctx, "jo.bloggs@example.edu", 0, oauth.Record{Dropped: "acct"})
+	va, err := s.CompareAndSwap(ctx, "jo.bloggs@example.edu", 0, token.Record{Dropped: "acct"})
 	if err != nil || va != 1 {
 		t.Fatalf("account write = %d, %v", va, err)
 	}
@@ -79,7 +79,7 @@ func TestStoreRaceExactlyOneWins(t *testing.T) {
 	t.Parallel()
 	_, s := startStore(t)
 	ctx := ctxT(t)
-	v, err := s.CompareAndSwap(ctx, "", 0, oauth.Record{Dropped: "start"})
+	v, err := s.CompareAndSwap(ctx, "", 0, token.Record{Dropped: "start"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,13 +97,13 @@ func TestStoreRaceExactlyOneWins(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := s.CompareAndSwap(ctx, "", v, oauth.Record{Lease: &oauth.Lease{Holder: string(rune('a' + i))}})
+			_, err := s.CompareAndSwap(ctx, "", v, token.Record{Lease: &token.Lease{Holder: string(rune('a' + i))}})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
 				wins = append(wins, i)
-			case errors.Is(err, oauth.ErrConflict):
+			case errors.Is(err, token.ErrConflict):
 				conflicts++
 			default:
 				others = append(others, err)
@@ -129,17 +129,17 @@ func TestStoreCorruptAndDeleted(t *testing.T) {
 
 	pv := putKV(t, root, "panopto/token", map[string]any{"access_token": "x", "expires_at": "soon"})
 	_, gv, err := s.Load(ctx, "")
-	if !errors.Is(err, oauth.ErrCorrupt) || gv != int64(pv) {
+	if !errors.Is(err, token.ErrCorrupt) || gv != int64(pv) {
 		t.Fatalf("Load of a corrupt record = %d, %v; want ErrCorrupt at %d", gv, err, pv)
 	}
 	pv = putKV(t, root, "panopto/token", map[string]any{"note": "written by hand"})
-	if _, _, err := s.Load(ctx, ""); !errors.Is(err, oauth.ErrCorrupt) {
+	if _, _, err := s.Load(ctx, ""); !errors.Is(err, token.ErrCorrupt) {
 		t.Fatalf("Load of foreign data: %v", err)
 	}
 
 	// Deleting the latest version: Load says "absent" but keeps the version,
 	// so the next CAS is accepted by Vault.
-	v, err := s.CompareAndSwap(ctx, "", int64(pv), oauth.Record{Dropped: "ok"})
+	v, err := s.CompareAndSwap(ctx, "", int64(pv), token.Record{Dropped: "ok"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +150,10 @@ func TestStoreCorruptAndDeleted(t *testing.T) {
 	if err != nil || dv != v || rec.Grant != nil || rec.Dropped != "" {
 		t.Fatalf("Load after delete = %+v, %d, %v; want empty at %d", rec, dv, err, v)
 	}
-	if _, err := s.CompareAndSwap(ctx, "", 0, oauth.Record{}); !errors.Is(err, oauth.ErrConflict) {
+	if _, err := s.CompareAndSwap(ctx, "", 0, token.Record{}); !errors.Is(err, token.ErrConflict) {
 		t.Errorf("CAS 0 over a deleted version: %v, want ErrConflict", err)
 	}
-	nv, err := s.CompareAndSwap(ctx, "", dv, oauth.Record{Dropped: "after delete"})
+	nv, err := s.CompareAndSwap(ctx, "", dv, token.Record{Dropped: "after delete"})
 	if err != nil || nv != dv+1 {
 		t.Fatalf("CAS after delete = %d, %v", nv, err)
 	}
@@ -171,7 +171,7 @@ func TestStoreCorruptAndDeleted(t *testing.T) {
 	if _, dv, err := s.Load(ctx, ""); err != nil || dv != 0 {
 		t.Fatalf("Load after metadata delete = %d, %v", dv, err)
 	}
-	if v, err := s.CompareAndSwap(ctx, "", 0, oauth.Record{}); err != nil || v != 1 {
+	if v, err := s.CompareAndSwap(ctx, "", 0, token.Record{}); err != nil || v != 1 {
 		t.Fatalf("CAS 0 after metadata delete = %d, %v", v, err)
 	}
 }
@@ -191,13 +191,13 @@ func TestStorePermissionDenied(t *testing.T) {
 		return map[string]string{"VAULT_TOKEN": tok.Auth.ClientToken}[k]
 	}, nil)
 	s := vault.NewStore(c, "panopto/token")
-	_, err = s.CompareAndSwap(ctxT(t), "", 0, oauth.Record{})
-	if !errors.Is(err, vault.ErrDenied) || errors.Is(err, oauth.ErrConflict) || errors.Is(err, vault.ErrUnavailable) {
+	_, err = s.CompareAndSwap(ctxT(t), "", 0, token.Record{})
+	if !errors.Is(err, vault.ErrDenied) || errors.Is(err, token.ErrConflict) || errors.Is(err, vault.ErrUnavailable) {
 		t.Fatalf("write without permission: %v", err)
 	}
 }
 
-func assertRecordEqual(t *testing.T, got, want oauth.Record) {
+func assertRecordEqual(t *testing.T, got, want token.Record) {
 	t.Helper()
 	if got.Dropped != want.Dropped || (got.Grant == nil) != (want.Grant == nil) || (got.Lease == nil) != (want.Lease == nil) {
 		t.Fatalf("record = %+v, want %+v", got, want)

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -132,15 +132,16 @@ func TestRecordWireForm(t *testing.T) {
 	exp := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.FixedZone("AEDT", 11*3600))
 	tests := []struct {
 		name string
-		rec  oauth.Record
+		rec  token.Record
 	}{
-		{"empty", oauth.Record{}},
-		{"dropped", oauth.Record{Dropped: "invalid_grant"}},
-		{"grant", oauth.Record{Grant: &oauth.Grant{AccessToken: "at", RefreshToken: "rt", TokenType: "Bearer", Scope: "openid api", Expiry: exp, ObtainedAt: exp.Add(-time.Hour)}}},
-		{"grant with zero times", oauth.Record{Grant: &oauth.Grant{AccessToken: "at"}}},
-		{"grant with identity", oauth.Record{Grant: &oauth.Grant{AccessToken: "at", Identity: &oauth.Identity{Subject: "s-1", PreferredUsername: "alice", Name: "Alice A", Email: "alice@example.edu"}}}},
-		{"grant with bare identity", oauth.Record{Grant: &oauth.Grant{AccessToken: "at", Identity: &oauth.Identity{Subject: "alice"}}}},
-		{"lease", oauth.Record{Lease: &oauth.Lease{Holder: "pod-1", Until: exp}}},
+		{"empty", token.Record{}},
+		{"dropped", token.Record{Dropped: "invalid_grant"}},
+		{"grant", token.Record{Grant: &token.Grant{AccessToken: "at", RefreshToken: "rt", TokenType: "Bearer", Scope: "openid api", Expiry: exp, ObtainedAt: exp.Add(-time.Hour)}}},
+		{"grant with zero times", token.Record{Grant: &token.Grant{AccessToken: "at"}}},
+		{"grant with identity", token.Record{Grant: &token.Grant{AccessToken: "at", Identity: &token.Identity{Subject: "s-1", PreferredUsername: "alice", Name: "Alice A", Email: "alice@example.edu", UPN: "alice@example.edu"}}}},
+		{"ticket mark", token.Record{Ticket: &token.TicketMark{IssuedAt: time.Date(2026, 3, 1, 9, 0, 0, 123456789, time.UTC), ID: "T0"}}},
+		{"grant with bare identity", token.Record{Grant: &token.Grant{AccessToken: "at", Identity: &token.Identity{Subject: "alice"}}}},
+		{"lease", token.Record{Lease: &token.Lease{Holder: "pod-1", Until: exp}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,7 +154,7 @@ func TestRecordWireForm(t *testing.T) {
 			assertRecord(t, got, tt.rec)
 		})
 	}
-	if s := encodeRecord(oauth.Record{Grant: &oauth.Grant{Expiry: exp}})[keyExpiresAt]; s != "2026-03-03T18:06:07.123456789Z" {
+	if s := encodeRecord(token.Record{Grant: &token.Grant{Expiry: exp}})[keyExpiresAt]; s != "2026-03-03T18:06:07.123456789Z" {
 		t.Errorf("expires_at = %q", s)
 	}
 }
@@ -169,14 +170,14 @@ func TestRecordCorrupt(t *testing.T) {
 	for name, m := range tests {
 		t.Run(name, func(t *testing.T) {
 			_, err := decodeRecord(m)
-			if !errors.Is(err, oauth.ErrCorrupt) {
+			if !errors.Is(err, token.ErrCorrupt) {
 				t.Fatalf("err = %v, want ErrCorrupt", err)
 			}
 		})
 	}
 }
 
-func assertRecord(t *testing.T, got, want oauth.Record) {
+func assertRecord(t *testing.T, got, want token.Record) {
 	t.Helper()
 	if got.Dropped != want.Dropped {
 		t.Errorf("Dropped = %q, want %q", got.Dropped, want.Dropped)
@@ -206,6 +207,12 @@ func assertRecord(t *testing.T, got, want oauth.Record) {
 		if got.Lease.Holder != want.Lease.Holder || !got.Lease.Until.Equal(want.Lease.Until) {
 			t.Errorf("Lease = %+v, want %+v", *got.Lease, *want.Lease)
 		}
+	}
+	switch g, w := got.Ticket, want.Ticket; {
+	case (g == nil) != (w == nil):
+		t.Errorf("Ticket = %v, want %v", g, w)
+	case g != nil && (g.ID != w.ID || !g.IssuedAt.Equal(w.IssuedAt)):
+		t.Errorf("Ticket = %+v, want %+v", *g, *w)
 	}
 }
 
@@ -296,8 +303,8 @@ func TestUnreachableAtStart(t *testing.T) {
 	if _, err := NewCredentials(c, CredentialsOptions{Path: "panopto/client"}, nil).Credentials(context.Background()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Credentials err = %v, want ErrUnavailable", err)
 	}
-	_, err = s.CompareAndSwap(context.Background(), "", 0, oauth.Record{})
-	if !errors.Is(err, ErrUnavailable) || errors.Is(err, oauth.ErrConflict) {
+	_, err = s.CompareAndSwap(context.Background(), "", 0, token.Record{})
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, token.ErrConflict) {
 		t.Errorf("CompareAndSwap err = %v, want ErrUnavailable and not ErrConflict", err)
 	}
 }

@@ -6,25 +6,25 @@ import (
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
-var _ proxy.Accounts = (*oauth.Pool)(nil)
+var _ proxy.Accounts = (*token.Pool)(nil)
 
 // poolOptions turns the config into the token managers' pool options.
-func (s *sidecar) poolOptions(cfg *config.Config) (oauth.PoolOptions, error) {
-	var grant oauth.GrantType
-	var mode oauth.AccountsMode
+func (s *sidecar) poolOptions(cfg *config.Config) (token.PoolOptions, error) {
+	var grant token.GrantType
+	var mode token.AccountsMode
 	if err := errors.Join(grant.UnmarshalText([]byte(cfg.OAuth.Grant)), mode.UnmarshalText([]byte(cfg.Accounts.Mode))); err != nil {
-		return oauth.PoolOptions{}, fmt.Errorf("config: %w", err)
+		return token.PoolOptions{}, fmt.Errorf("config: %w", err)
 	}
-	return oauth.PoolOptions{
+	return token.PoolOptions{
 		Store:        s.store,
 		Holder:       s.holder,
-		Credentials:  func() oauth.CredentialSource { return s.creds.Load().src },
+		Credentials:  func() token.CredentialSource { return s.creds.Load().src },
 		HTTPClient:   s.tokenHTTP,
 		Logger:       s.log.With("component", "oauth"),
-		Hooks:        oauth.Hooks{Refresh: s.metrics.RefreshResult, Expiry: s.metrics.TokenExpiry},
+		Hooks:        token.Hooks{Refresh: s.metrics.RefreshResult, Expiry: s.metrics.TokenExpiry},
 		Grant:        grant,
 		Mode:         mode,
 		PoolSettings: poolSettings(cfg),
@@ -32,8 +32,8 @@ func (s *sidecar) poolOptions(cfg *config.Config) (oauth.PoolOptions, error) {
 }
 
 // poolSettings is the part of the pool options a reload may change.
-func poolSettings(cfg *config.Config) oauth.PoolSettings {
-	return oauth.PoolSettings{
+func poolSettings(cfg *config.Config) token.PoolSettings {
+	return token.PoolSettings{
 		Endpoint:  endpointFrom(cfg),
 		Provider:  cfg.Accounts.Provider,
 		MaxCached: cfg.Accounts.MaxCache,
@@ -43,8 +43,8 @@ func poolSettings(cfg *config.Config) oauth.PoolSettings {
 
 // accountsMode is the config's accounts.mode; config validation has
 // refused any other value, so an unknown one cannot reach here.
-func accountsMode(cfg *config.Config) oauth.AccountsMode {
-	var mode oauth.AccountsMode
+func accountsMode(cfg *config.Config) token.AccountsMode {
+	var mode token.AccountsMode
 	_ = mode.UnmarshalText([]byte(cfg.Accounts.Mode))
 	return mode
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // whoami asks the stand-in, through the sidecar, whose token arrived.
@@ -192,7 +192,7 @@ func TestAccountHeaderStrippedWhenOff(t *testing.T) {
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour, DefaultUser: "svc.ontrack"})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 	code, user, _ := whoami(sc.URL, "mallory")
 	if code != 200 || user != "svc.ontrack" {
 		t.Fatalf("%d %q", code, user)

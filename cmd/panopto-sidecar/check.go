@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 )
 
@@ -161,7 +161,7 @@ func checkTokenFile(ctx context.Context, cfg *config.Config) []string {
 	if err := os.Remove(name); err != nil {
 		return []string{fmt.Sprintf("token_store.path: remove the test file %s: %v", name, err)}
 	}
-	if _, _, err := oauth.NewFileStore(path).Load(ctx, ""); err != nil {
+	if _, _, err := token.NewFileStore(path).Load(ctx, ""); err != nil {
 		return []string{fmt.Sprintf("token_store.path: %v", err)}
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // chromium returns a headless Chromium's path ($CHROMIUM_BIN, else

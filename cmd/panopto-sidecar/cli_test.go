@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // runCLI runs the program with args as an operator would type them and
@@ -144,7 +144,7 @@ func TestStatusCommand(t *testing.T) {
 		}
 	})
 
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 
 	t.Run("after login", func(t *testing.T) {
 		// The address comes from $PANOPTO_SIDECAR_ADDR, without a scheme.
@@ -251,8 +251,8 @@ func TestPrintStatusReasons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []oauth.Reason{oauth.ReasonNeverConnected, oauth.ReasonLoggedOut, oauth.ReasonRefreshRefused,
-		oauth.ReasonCredentialsUnavailable, oauth.ReasonRefreshPending} {
+	for _, r := range []token.Reason{token.ReasonNeverConnected, token.ReasonLoggedOut, token.ReasonRefreshRefused,
+		token.ReasonCredentialsUnavailable, token.ReasonRefreshPending} {
 		if !strings.Contains(string(readme), "| `"+string(r)+"` |") {
 			t.Errorf("README.md's Troubleshooting has no row for %s", r)
 		}

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
 
@@ -139,7 +139,7 @@ type crashRig struct {
 
 // loginRequired are the /-/ready reasons only a new login clears.
 var loginRequired = map[string]bool{
-	string(oauth.ReasonNeverConnected): true, string(oauth.ReasonLoggedOut): true, string(oauth.ReasonRefreshRefused): true,
+	string(token.ReasonNeverConnected): true, string(token.ReasonLoggedOut): true, string(token.ReasonRefreshRefused): true,
 }
 
 // alive waits until the restarted sidecar has refreshed the grant it found
@@ -167,7 +167,7 @@ func (r *crashRig) alive(timeout time.Duration) (bool, time.Duration) {
 func (r *crashRig) run() {
 	t := r.t
 	r.sc.start()
-	login(t, r.sc.URL)
+	logIn(t, r.sc.URL)
 	if ok, _ := r.alive(5 * time.Second); !ok {
 		t.Fatalf("not serving after the first login\n%s", r.sc.tail())
 	}
@@ -224,7 +224,7 @@ func (r *crashRig) run() {
 			t.Errorf("kill %d: the grant was lost (reuse %d, revoked %d) although the stored refresh token was current (lease %v)\n%s",
 				i, reuse, after.GrantsRevoked-before.GrantsRevoked, sg.leased, r.sc.tail())
 		}
-		login(t, r.sc.URL)
+		logIn(t, r.sc.URL)
 		r.relogins++
 		if ok, _ := r.alive(5 * time.Second); !ok {
 			t.Fatalf("kill %d: not serving after a new login: status %s ready %s", i, fetch(t, r.sc.URL+"/-/status"), fetch(t, r.sc.URL+"/-/ready"))
@@ -388,7 +388,7 @@ func TestCrashFileStore(t *testing.T) {
 		if fr.Version <= 0 {
 			return storedGrant{}, fmt.Errorf("no version (%d bytes)", len(data))
 		}
-		if _, _, err := oauth.NewFileStore(tokenFile).Load(context.Background(), ""); err != nil {
+		if _, _, err := token.NewFileStore(tokenFile).Load(context.Background(), ""); err != nil {
 			return storedGrant{}, err
 		}
 		if fi, err := os.Stat(tokenFile); err == nil && fi.Mode().Perm() != 0o600 {

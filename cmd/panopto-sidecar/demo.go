@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 func demoFlags() (*flag.FlagSet, *string, *time.Duration) {

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
 const (
@@ -146,7 +146,7 @@ func lastLines(s string, n int) string {
 
 // login follows /-/login through Panopto's authorize endpoint back to
 // /redirect, as a browser (or curl -L with a cookie jar) does.
-func login(t testing.TB, base string) {
+func logIn(t testing.TB, base string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
@@ -293,6 +293,6 @@ func startRealSidecar(t *testing.T, bin, addr string, pan *panopto, extra string
 	}
 	t.Cleanup(func() { _ = rs.cmd.Process.Kill() })
 	testsupport.WaitFor(t, 10*time.Second, "healthy", func() bool { return statusCode(rs.base+"/-/healthz") == 200 })
-	login(t, rs.base)
+	logIn(t, rs.base)
 	return rs
 }

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
 
@@ -43,7 +43,7 @@ func TestKeepAlive(t *testing.T) {
 			cfg := baseConfig(pan.URL, dir)
 			var env map[string]string
 			storedRefresh := func(account string) string {
-				rec, _, err := oauth.NewFileStore(filepath.Join(dir, "panopto-token.json")).Load(context.Background(), account)
+				rec, _, err := token.NewFileStore(filepath.Join(dir, "panopto-token.json")).Load(context.Background(), account)
 				if err != nil || rec.Grant == nil {
 					t.Fatalf("load %s: %+v %v", account, rec, err)
 				}

@@ -12,7 +12,8 @@ import (
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+
+	"github.com/doubtfire-lms/panopto-sidecar/login"
 	"golang.org/x/net/netutil"
 )
 
@@ -36,7 +37,7 @@ const identityUnchecked = "accounts.identity_claim is none: a login link connect
 // identityCheckOff reports whether per-student logins are configured
 // without an identity check.
 func identityCheckOff(cfg *config.Config) bool {
-	return cfg.Accounts.Mode == config.AccountsLogin && cfg.Accounts.IdentityClaim == oauth.IdentityClaimNone
+	return cfg.Accounts.Mode == config.AccountsLogin && cfg.Accounts.IdentityClaim == login.IdentityClaimNone
 }
 
 // publicServer is the public listener (public_listen): the students' login

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // TestPublicListenerConnectionCap: public_listen holds at most

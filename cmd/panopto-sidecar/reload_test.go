@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
 func statusCode(url string) int {
@@ -59,7 +59,7 @@ func TestConfigReloadUnderTraffic(t *testing.T) {
 	os.Symlink("..v1", filepath.Join(cfgDir, "..data"))
 	os.Symlink("..data/config.yaml", filepath.Join(cfgDir, "config.yaml"))
 	sc := startSidecarAt(t, filepath.Join(cfgDir, "config.yaml"), addr)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 
 	// Traffic all along: every request must succeed.
 	var bad, total atomic.Int64

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
 // rawRequest writes req to addr over a raw TCP connection and returns the
@@ -74,7 +74,7 @@ func TestNoOpenProxyAndHostileRequests(t *testing.T) {
 	defer up.Close()
 	cfg := baseConfig(up.URL, dir) + "timeouts: {read_header: 1s}\n"
 	sc := startSidecar(t, dir, addr, cfg, nil)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 
 	cases := []struct {
 		name, req, want string
@@ -219,7 +219,7 @@ func TestLoginCallbackSecurity(t *testing.T) {
 		t.Fatalf("login on another host name: %d %q", resp.StatusCode, loc)
 	}
 	// And a proper login still works.
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 }
 
 // TestTokenEndpointOutage: the token endpoint fails for a while: the held
@@ -231,7 +231,7 @@ func TestTokenEndpointOutage(t *testing.T) {
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: 3 * time.Second})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 	obtained := time.Now()
 
 	faults := make([]panoptofake.Fault, 0, 200)

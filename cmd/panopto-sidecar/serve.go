@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -34,11 +35,11 @@ type sidecar struct {
 	vault   *vault.Holder
 
 	// What the token managers share.
-	store     oauth.Store
+	store     token.Store
 	creds     atomic.Pointer[credentialsHolder]
 	tokenHTTP *http.Client
-	accounts  *oauth.Pool
-	keepalive *oauth.KeepAlive // nil: accounts off, or a store that cannot list
+	accounts  *token.Pool
+	keepalive *token.KeepAlive // nil: accounts off, or a store that cannot list
 	holder    string           // this replica's name in refresh leases
 }
 
@@ -106,7 +107,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	}
 	if ok, reason := s.accounts.Default().Ready(); !ok && !opts.loginItself {
 		switch {
-		case reason == oauth.ReasonCredentialsUnavailable:
+		case reason == token.ReasonCredentialsUnavailable:
 			log.Warn("not connected to Panopto: the client credentials cannot be read yet; see the lines above", "reason", reason)
 		case cfg.PublicListen != "":
 			// public_url serves ticketed logins only: its /-/login is 403.
@@ -176,11 +177,11 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s.accounts = oauth.NewPool(po)
+	s.accounts = token.NewPool(po)
 	s.handler = proxy.New(proxy.Deps{
 		Accounts:     s.accounts,
-		Credentials:  func() oauth.CredentialSource { return s.creds.Load().src },
-		Flow:         oauth.NewLoginFlow(10*time.Minute, nil),
+		Credentials:  func() token.CredentialSource { return s.creds.Load().src },
+		Flow:         login.NewLoginFlow(10*time.Minute, nil),
 		Transport:    tr,
 		Logger:       s.log.With("component", "proxy"),
 		Metrics:      s.metrics,
@@ -227,14 +228,14 @@ func loginURLForMessages(cfg *config.Config) string {
 	return cfg.LoginURL()
 }
 
-func endpointFrom(cfg *config.Config) oauth.Endpoint {
-	return oauth.Endpoint{
+func endpointFrom(cfg *config.Config) token.Endpoint {
+	return token.Endpoint{
 		AuthURL:       cfg.OAuth.AuthorizeURL,
 		TokenURL:      cfg.OAuth.TokenURL,
 		RevocationURL: cfg.OAuth.RevocationURL,
 		RedirectURL:   cfg.RedirectURL(),
 		Scopes:        append([]string(nil), cfg.OAuth.Scopes...),
-		ClientAuth:    oauth.ClientAuth(cfg.OAuth.ClientAuth),
+		ClientAuth:    token.ClientAuth(cfg.OAuth.ClientAuth),
 		RefreshBefore: cfg.OAuth.RefreshBefore.D(),
 		Timeout:       cfg.Timeouts.TokenEndpoint.D(),
 		LoginURL:      loginURLForMessages(cfg),
@@ -274,7 +275,7 @@ func (s *sidecar) proxyOptions(cfg *config.Config) proxy.Options {
 	// set. Should that ever break, refuse every request rather than none.
 	o.SharedSecret = cfg.Secrets.SharedSecret
 	if cfg.Inbound.SharedSecretFile != "" && o.SharedSecret.IsZero() {
-		o.SharedSecret = oauth.Secret("\x00no shared secret loaded")
+		o.SharedSecret = token.Secret("\x00no shared secret loaded")
 	}
 	return o
 }
@@ -296,7 +297,7 @@ func allowedHosts(cfg *config.Config) []string {
 	return hosts
 }
 
-func (s *sidecar) revoke(ctx context.Context, g *oauth.Grant) error {
+func (s *sidecar) revoke(ctx context.Context, g *token.Grant) error {
 	creds, err := s.creds.Load().src.Credentials(ctx)
 	if err != nil {
 		return err

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
 // slowReader yields n pattern bytes in chunks with a pause between them.
@@ -39,7 +39,7 @@ func TestGracefulShutdownDuringUpload(t *testing.T) {
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 	storeBefore := secretsIn(t, dir)
 
 	const size = 48 << 20

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 )
 
@@ -14,12 +14,12 @@ import (
 
 // credentialsHolder lets an atomic.Pointer hold the credential source in
 // force, an interface.
-type credentialsHolder struct{ src oauth.CredentialSource }
+type credentialsHolder struct{ src token.CredentialSource }
 
 // credentialSource returns the source cfg names. newVault builds a new Vault
 // client from cfg.Vault in place of the one held (a reload that changed the
 // vault: section), which stays when the new one cannot be built.
-func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config, newVault bool) (oauth.CredentialSource, error) {
+func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config, newVault bool) (token.CredentialSource, error) {
 	switch cfg.Credentials.Source {
 	case config.CredentialsVault:
 		get := s.vault.Credentials
@@ -32,7 +32,7 @@ func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config, newV
 		}
 		return c, nil
 	default:
-		c, err := oauth.EnvCredentials(s.getenv)
+		c, err := token.EnvCredentials(s.getenv)
 		if err != nil {
 			return nil, fmt.Errorf("credentials.source env: %w", err)
 		}
@@ -45,7 +45,7 @@ func (s *sidecar) credentialSource(ctx context.Context, cfg *config.Config, newV
 	}
 }
 
-func (s *sidecar) tokenStore(ctx context.Context, cfg *config.Config) (oauth.Store, error) {
+func (s *sidecar) tokenStore(ctx context.Context, cfg *config.Config) (token.Store, error) {
 	switch cfg.TokenStore.Type {
 	case config.TokenStoreVault:
 		c, err := s.vault.Client(ctx, vaultConfig(cfg.Vault))
@@ -54,7 +54,7 @@ func (s *sidecar) tokenStore(ctx context.Context, cfg *config.Config) (oauth.Sto
 		}
 		return vault.NewStore(c, cfg.TokenStore.Path), nil
 	default:
-		fs := oauth.NewFileStore(cfg.TokenStore.Path)
+		fs := token.NewFileStore(cfg.TokenStore.Path)
 		// Read it now: a corrupt file stops the start with a clear error
 		// instead of being replaced by a new login.
 		if _, _, err := fs.Load(ctx, ""); err != nil {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
 
@@ -60,7 +60,7 @@ shutdown_grace: 5s
 		map[string]any{"client_id": testClientID, "client_secret": testClientSecret}); err != nil {
 		t.Fatal(err)
 	}
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 	st.Connected, st.Reason = false, "" // keys left out are not decoded
 	getJSON(t, sc.URL+"/-/status", &st)
 	if !st.Connected || st.Reason != "" {

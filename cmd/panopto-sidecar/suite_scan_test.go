@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // The suite-wide secret scan: every Panopto stand-in started by this

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
 // TestUploadDeadlineHour: a unit's deadline. 24 students upload 40 MiB
@@ -170,7 +170,7 @@ func TestUploadRefusedWriteFirst(t *testing.T) {
 			}
 		})
 		if tc.status == 503 {
-			login(t, sc.URL)
+			logIn(t, sc.URL)
 		}
 	}
 
@@ -232,7 +232,7 @@ func TestUploadBusyWriteFirst(t *testing.T) {
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, S3SecretKey: "dummy"})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"uploads: {memory_limit: 32MiB, queue_timeout: 1s}\n", nil)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 
 	const size = 40 << 20 // about 4 s each at the pace below
 	slow := make(chan uploadAnswer, 2)

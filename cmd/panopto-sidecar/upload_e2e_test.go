@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 const (
@@ -72,7 +72,7 @@ func uploadEndToEnd(t *testing.T, rewrite, use403 bool) {
 	})
 	cfg := baseConfig(pan.URL, dir) + fmt.Sprintf("rewrite_upload_target: %v\n", rewrite)
 	sc := startSidecar(t, dir, addr, cfg, nil)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 
 	ot := &ontrackClient{t: t, base: sc.URL, c: &http.Client{Timeout: 30 * time.Second}}
 	refusals := func() int { st := pan.Stats(); return st.Unauthorized + st.Forbidden }

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 )
 
 const oneShotAppKey = "7c1d2e3f-app-key-for-unilms"
@@ -299,7 +299,7 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 	addr := freeAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"uploads: {part_size: 5MiB}\n", nil)
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
 
@@ -91,7 +91,7 @@ func TestVaultReplicas(t *testing.T) {
 		scs = append(scs, sc)
 		urls = append(urls, sc.URL)
 	}
-	login(t, scs[0].URL)
+	logIn(t, scs[0].URL)
 	// The other replicas adopt the login from the shared store.
 	for _, sc := range scs[1:] {
 		testsupport.WaitFor(t, 5*time.Second, "replica adopts the login", func() bool { return statusCode(sc.URL+"/Panopto/api/v1/whoami") == 200 })

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 )
 
 // TestWholeProgram starts the sidecar as an operator would, logs in through
@@ -40,7 +40,7 @@ func TestWholeProgram(t *testing.T) {
 		t.Fatalf("ready before login: %d", code)
 	}
 
-	login(t, sc.URL)
+	logIn(t, sc.URL)
 	if code := getJSON(t, sc.URL+"/-/ready", nil); code != 200 {
 		t.Fatalf("ready after login: %d", code)
 	}

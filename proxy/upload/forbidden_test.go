@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // Twenty PublicAPI 403s in a row that are a permission Panopto does not
@@ -19,16 +19,16 @@ import (
 func TestUploadForbiddenRotatesAtMostOnce(t *testing.T) {
 	clk := testsupport.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	e := newTestEnv(t, false, panoptofake.Options{Now: clk.Now}, Options{PartSize: 5 * mib})
-	m := oauth.NewManager(oauth.Options{
-		Store:       oauth.NewFileStore(filepath.Join(t.TempDir(), "token.json")),
-		Credentials: oauth.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"},
-		Endpoint: oauth.Endpoint{
+	m := token.NewManager(token.Options{
+		Store:       token.NewFileStore(filepath.Join(t.TempDir(), "token.json")),
+		Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"},
+		Endpoint: token.Endpoint{
 			TokenURL: e.ts.URL + "/Panopto/oauth2/connect/token", ClientAuth: "basic",
 			Scopes: []string{"openid", "api", "offline_access"}, Timeout: 5 * time.Second, RefreshBefore: 5 * time.Minute,
 		},
 		HTTPClient: e.ts.Client(),
 		Now:        clk.Now,
-		Password: func(context.Context, oauth.ClientCredentials) (string, oauth.Secret, error) {
+		Password: func(context.Context, token.ClientCredentials) (string, token.Secret, error) {
 			return "alice", "wonderland", nil
 		},
 	})

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 const sessionUploadPath = "/Panopto/PublicAPI/REST/sessionUpload"
@@ -170,12 +170,12 @@ func (u *Uploader) api(ctx context.Context, tokens Tokens, method, path string, 
 
 // refusesBearer reports whether resp refuses the bearer g rather than
 // answers the call: a 401, or a 403 that says so or that tokens claims.
-func refusesBearer(resp *http.Response, tokens Tokens, g *oauth.Grant) bool {
+func refusesBearer(resp *http.Response, tokens Tokens, g *token.Grant) bool {
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		return true
 	case http.StatusForbidden:
-		return oauth.InvalidTokenChallenge(resp.Header) || tokens.ClaimForbiddenRefresh(g)
+		return token.InvalidTokenChallenge(resp.Header) || tokens.ClaimForbiddenRefresh(g)
 	}
 	return false
 }

@@ -21,7 +21,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // Part sizes Panopto's upload server takes.
@@ -35,16 +35,16 @@ const (
 	maxParts           = 10000
 )
 
-// Tokens is an account's token source; *oauth.Manager satisfies it.
+// Tokens is an account's token source; *token.Manager satisfies it.
 type Tokens interface {
-	Token(ctx context.Context) (*oauth.Grant, error)
-	ForceRefresh(ctx context.Context, refused *oauth.Grant) (*oauth.Grant, error)
+	Token(ctx context.Context) (*token.Grant, error)
+	ForceRefresh(ctx context.Context, refused *token.Grant) (*token.Grant, error)
 	// ClaimForbiddenRefresh reports whether a 403 to refused should force
-	// a refresh (see oauth.Manager).
-	ClaimForbiddenRefresh(refused *oauth.Grant) bool
+	// a refresh (see token.Manager).
+	ClaimForbiddenRefresh(refused *token.Grant) bool
 }
 
-var _ Tokens = (*oauth.Manager)(nil)
+var _ Tokens = (*token.Manager)(nil)
 
 // Hooks count what happens; each may be nil.
 type Hooks struct {

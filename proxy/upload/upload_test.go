@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 const (
@@ -31,11 +31,11 @@ type passwordTokens struct {
 	base, user, pass string
 	c                *http.Client
 	mu               sync.Mutex
-	g                *oauth.Grant
+	g                *token.Grant
 	forced           atomic.Int32
 }
 
-func (p *passwordTokens) login(ctx context.Context) (*oauth.Grant, error) {
+func (p *passwordTokens) login(ctx context.Context) (*token.Grant, error) {
 	form := url.Values{"grant_type": {"password"}, "username": {p.user}, "password": {p.pass}, "scope": {"openid api"}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/Panopto/oauth2/connect/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -52,10 +52,10 @@ func (p *passwordTokens) login(ctx context.Context) (*oauth.Grant, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
 		return nil, fmt.Errorf("token: %d %v", resp.StatusCode, err)
 	}
-	return &oauth.Grant{AccessToken: oauth.Secret(t.AccessToken), Expiry: time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)}, nil
+	return &token.Grant{AccessToken: token.Secret(t.AccessToken), Expiry: time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)}, nil
 }
 
-func (p *passwordTokens) Token(ctx context.Context) (*oauth.Grant, error) {
+func (p *passwordTokens) Token(ctx context.Context) (*token.Grant, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.g.Valid(time.Now().Add(time.Second)) {
@@ -68,7 +68,7 @@ func (p *passwordTokens) Token(ctx context.Context) (*oauth.Grant, error) {
 	return g, err
 }
 
-func (p *passwordTokens) ForceRefresh(ctx context.Context, refused *oauth.Grant) (*oauth.Grant, error) {
+func (p *passwordTokens) ForceRefresh(ctx context.Context, refused *token.Grant) (*token.Grant, error) {
 	p.forced.Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -84,7 +84,7 @@ func (p *passwordTokens) ForceRefresh(ctx context.Context, refused *oauth.Grant)
 
 // ClaimForbiddenRefresh takes every 403 as a refused bearer: the stand-in
 // expires tokens at will here, and the Manager's own rule is tested below.
-func (p *passwordTokens) ClaimForbiddenRefresh(*oauth.Grant) bool { return true }
+func (p *passwordTokens) ClaimForbiddenRefresh(*token.Grant) bool { return true }
 
 type testEnv struct {
 	pan    *panoptofake.Server

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/login"
 )
 
 // IdentityClaimRequired says why accounts.mode login needs
@@ -41,7 +41,7 @@ func (c *Config) validateConnect(v *validator, listenHost string) {
 	if a.TicketTTL < Duration(10*time.Second) || a.TicketTTL > Duration(24*time.Hour) {
 		v.problemf("accounts.ticket_ttl", "must be within 10s-24h; got %s", time.Duration(a.TicketTTL))
 	}
-	if err := oauth.CheckIdentityClaim(a.IdentityClaim); err != nil {
+	if err := login.CheckIdentityClaim(a.IdentityClaim); err != nil {
 		v.problemf("accounts.identity_claim", "%v", err)
 	} else if a.Mode == AccountsLogin && a.IdentityClaim == "" {
 		v.problemf("accounts.identity_claim", "%s", IdentityClaimRequired)

@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/oauth"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // maxSecretFile bounds what is read from a file holding one secret, as the
@@ -21,7 +21,7 @@ const maxSecretFile = 64 << 10
 type Secrets struct {
 	// SharedSecret is inbound.shared_secret_file's content without the
 	// white space around it. Load sets it whenever that key is set.
-	SharedSecret oauth.Secret
+	SharedSecret token.Secret
 }
 
 // secretFile is one key naming a file that holds a secret.
@@ -30,7 +30,7 @@ type secretFile struct {
 	what      string        // what the file holds, in words: "the shared secret"
 	blank     string        // what a blank file would do, "" when nothing worse than failing
 	hint      string        // added when the file cannot be read
-	into      *oauth.Secret // where its value goes; nil when only checked (the vault package reads its own files)
+	into      *token.Secret // where its value goes; nil when only checked (the vault package reads its own files)
 }
 
 // secretFiles lists the secret files c names that serve would use: the
@@ -129,7 +129,7 @@ const (
 
 // readSecret reads a file holding one secret and trims the white space
 // around it.
-func readSecret(path string) (oauth.Secret, *secretProblem) {
+func readSecret(path string) (token.Secret, *secretProblem) {
 	// Stat first: opening a named pipe would wait for a writer.
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -159,7 +159,7 @@ func readSecret(path string) (oauth.Secret, *secretProblem) {
 	if s == "" {
 		return "", &secretProblem{blank, path + " holds only white space"}
 	}
-	return oauth.Secret(s), nil
+	return token.Secret(s), nil
 }
 
 func cannotRead(path string, err error) *secretProblem {

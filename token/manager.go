@@ -1,0 +1,361 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Manager keeps one grant (the default one, or one account's) current. It
+// refreshes ahead of expiry in the background, once per process (single
+// flight) and once across replicas sharing a Store (a lease taken with
+// compare-and-swap), and persists every rotated refresh token before the new
+// access token is served. Token is lock-free on the hot path.
+type Manager struct {
+	key    string
+	holder string
+	store  Store
+	creds  CredentialSource // guarded by mu
+	log    *slog.Logger
+	now    func() time.Time
+	calls  tokenCall
+	hooks  Hooks
+
+	endpoint atomic.Pointer[Endpoint]
+	state    atomic.Pointer[state]
+	// pending holds a refreshed grant the store has not taken yet: the one
+	// record of "not persisted". The background loop keeps trying.
+	pending atomic.Pointer[state]
+	// password, when set, logs in without a browser (password grant).
+	password PasswordFunc
+
+	sf       singleflight.Group
+	kick     chan struct{}
+	mu       sync.Mutex // guards the fields below
+	failures int        // consecutive failed refresh attempts
+	retryAt  time.Time  // no synchronous attempt before this (backoff)
+	lastLoad time.Time  // last store re-read on behalf of a request
+	lastErr  string
+	lastErrT time.Time
+	refreshN int64
+	// forbidAt: when a 403 last claimed a refresh (ClaimForbiddenRefresh).
+	forbidAt time.Time
+	// credsFailed: the last read of the client credentials failed.
+	credsFailed bool
+}
+
+// state is an immutable snapshot of what the manager holds.
+type state struct {
+	grant   *Grant
+	version int64
+	jitter  time.Duration // this grant's share of refresh-ahead jitter
+	// dropped says why no grant is held ("invalid_grant", "logout", ...).
+	dropped string
+}
+
+// PasswordFunc returns the username and password for a password-grant login.
+type PasswordFunc func(ctx context.Context, c ClientCredentials) (username string, password Secret, err error)
+
+// Hooks let the caller count what happens (metrics). All are optional.
+type Hooks struct {
+	Refresh func(result string)    // "ok", "adopted", "transient", "invalid_grant", "invalid_client", "store_error"
+	Expiry  func(expiry time.Time) // called whenever the held grant changes (zero time: none)
+}
+
+// Options configure a Manager.
+type Options struct {
+	Key         string // account key; "" is the default grant
+	Holder      string // this replica's name in refresh leases
+	Store       Store
+	Credentials CredentialSource
+	Endpoint    Endpoint
+	HTTPClient  *http.Client // for the token endpoint
+	Logger      *slog.Logger
+	Now         func() time.Time
+	Password    PasswordFunc // non-nil: password grant
+	Hooks       Hooks
+}
+
+const (
+	// expirySkew: a token this close to expiry is never injected.
+	expirySkew = 5 * time.Second
+	// storeRecheck: how often a manager holding no grant re-reads the store
+	// on behalf of requests.
+	storeRecheck = 500 * time.Millisecond
+)
+
+// NewManager returns a manager; call Start to load the store and begin
+// refreshing.
+func NewManager(o Options) *Manager {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Holder == "" {
+		o.Holder = fmt.Sprintf("replica-%08x", rand.Uint32())
+	}
+	m := &Manager{
+		key:      o.Key,
+		holder:   o.Holder,
+		store:    o.Store,
+		creds:    o.Credentials,
+		log:      o.Logger,
+		now:      o.Now,
+		calls:    tokenCall{client: o.HTTPClient, now: o.Now},
+		hooks:    o.Hooks,
+		password: o.Password,
+		kick:     make(chan struct{}, 1),
+	}
+	ep := o.Endpoint
+	m.endpoint.Store(&ep)
+	m.state.Store(&state{})
+	return m
+}
+
+// SetEndpoint swaps the endpoint settings (config reload). New calls use it.
+func (m *Manager) SetEndpoint(e Endpoint) {
+	m.endpoint.Store(&e)
+	m.wake()
+}
+
+// SetCredentials swaps the credential source (config reload).
+func (m *Manager) SetCredentials(c CredentialSource) {
+	m.mu.Lock()
+	m.creds = c
+	m.mu.Unlock()
+}
+
+// Token returns a grant whose access token is valid now. It never returns an
+// expired token: past expiry it refreshes (single flight, bounded by ctx)
+// and otherwise returns an error wrapping ErrNotConnected.
+func (m *Manager) Token(ctx context.Context) (*Grant, error) {
+	s := m.state.Load()
+	now := m.now()
+	if usable(s.grant, now) {
+		if !now.Before(m.due(s)) {
+			m.wake() // the background loop is late (e.g. a suspended process): nudge it
+		}
+		return s.grant, nil
+	}
+	// Another replica may have logged in or refreshed: re-read the store
+	// (cheap, and never a call to Panopto), at most every storeRecheck,
+	// even while refreshing is backing off.
+	if m.shouldRecheckStore(now) {
+		if err := m.reload(ctx); err != nil {
+			m.log.Debug("token store: re-read failed", "err", err)
+		}
+		if s = m.state.Load(); usable(s.grant, m.now()) {
+			return s.grant, nil
+		}
+	}
+	if s.grant == nil && m.password == nil {
+		return nil, ErrNotConnected
+	}
+	if !m.mayAttempt(now) {
+		return nil, fmt.Errorf("%w: token refresh is backing off after errors", ErrNotConnected)
+	}
+	if err := m.refreshShared(ctx, nil); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
+	}
+	s = m.state.Load()
+	if usable(s.grant, m.now()) {
+		return s.grant, nil
+	}
+	return nil, ErrNotConnected
+}
+
+// ForceRefresh replaces the access token after the upstream refused it
+// (401, or a 403 ClaimForbiddenRefresh let through); refused nil means the
+// one held now. If the held token is already a
+// different one, nothing is refreshed and the current grant is returned.
+func (m *Manager) ForceRefresh(ctx context.Context, refused *Grant) (*Grant, error) {
+	s := m.state.Load()
+	if refused == nil {
+		refused = s.grant // no grant named: replace the one held now
+	}
+	if s.grant != nil && refused != nil && s.grant.AccessToken != refused.AccessToken && usable(s.grant, m.now()) {
+		return s.grant, nil
+	}
+	if !m.mayAttempt(m.now()) {
+		return nil, fmt.Errorf("%w: token refresh is backing off after errors", ErrNotConnected)
+	}
+	if err := m.refreshShared(ctx, refused); err != nil {
+		return nil, err
+	}
+	s = m.state.Load()
+	if !usable(s.grant, m.now()) {
+		return nil, ErrNotConnected
+	}
+	return s.grant, nil
+}
+
+// Exchange completes an authorization-code login: it trades code (with the
+// PKCE verifier) for a grant, stores it, and serves it. A login replaces
+// whatever grant was stored. The id_token, if any, is not looked at: callers
+// that verify it use ExchangeCode and Install.
+func (m *Manager) Exchange(ctx context.Context, code, verifier string) error {
+	g, _, err := m.ExchangeCode(ctx, code, verifier)
+	if err != nil {
+		return err
+	}
+	return m.Install(ctx, g)
+}
+
+// ExchangeCode trades code (with the PKCE verifier) for a candidate grant
+// and returns it with the token response's raw id_token ("" when there was
+// none). Nothing is stored or served: the caller checks the identity, then
+// calls Install, or drops the grant.
+func (m *Manager) ExchangeCode(ctx context.Context, code, verifier string) (*Grant, Secret, error) {
+	creds, err := m.credentials(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	ep := m.endpoint.Load()
+	var idToken Secret
+	g, err := m.calls.do(ctx, "exchange", ep, func(ctx context.Context) (*oauth2.Token, error) {
+		tok, err := ep.OAuth2Config(creds).Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if tok != nil {
+			if s, ok := tok.Extra("id_token").(string); ok {
+				idToken = Secret(s)
+			}
+		}
+		return tok, err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return g, idToken, nil
+}
+
+// Install stores g, a grant a person just obtained by logging in, over
+// whatever the store holds, and serves it.
+func (m *Manager) Install(ctx context.Context, g *Grant) error {
+	if g.RefreshToken.IsZero() {
+		m.log.Warn("Panopto granted no refresh token; the sidecar cannot refresh and will need a new login within the hour (add offline_access to oauth.scopes)")
+	}
+	// Overwrite the stored record whatever its version: a person just
+	// logged in, and that grant is the one to keep.
+	for range 10 {
+		before := m.state.Load()
+		_, ver, err := m.store.Load(ctx, m.key)
+		if err != nil {
+			return fmt.Errorf("token store: read before saving the new grant: %w", err) // a corrupt record is never overwritten
+		}
+		nv, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Grant: g})
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("token store: save the new grant: %w", err)
+		}
+		m.pending.Store(nil)
+		m.setState(before, &state{grant: g, version: nv, jitter: m.pickJitter(g)})
+		m.noteResult(nil)
+		m.log.Info("connected to Panopto", "expires_at", g.Expiry, "account", m.key)
+		return nil
+	}
+	return errors.New("token store: too many concurrent changes")
+}
+
+// Forget drops the grant (logout): it is revoked by the caller and removed
+// from the store here.
+func (m *Manager) Forget(ctx context.Context, reason string) (*Grant, error) {
+	for range 10 {
+		before := m.state.Load()
+		rec, ver, err := m.store.Load(ctx, m.key)
+		if err != nil {
+			return nil, fmt.Errorf("token store: read before dropping the grant: %w", err)
+		}
+		nv, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Dropped: reason})
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("token store: drop the grant: %w", err)
+		}
+		held := m.state.Load().grant
+		if rec.Grant != nil {
+			held = rec.Grant
+		}
+		m.pending.Store(nil)
+		m.setState(before, &state{version: nv, dropped: reason})
+		return held, nil
+	}
+	return nil, errors.New("token store: too many concurrent changes")
+}
+
+// shouldRecheckStore rate-limits store re-reads made on behalf of requests.
+func (m *Manager) shouldRecheckStore(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.lastLoad) < storeRecheck {
+		return false
+	}
+	m.lastLoad = now
+	return true
+}
+
+// setState swaps in s, a record read or written at s.version, reports its
+// expiry and wakes the loop. before is the state held when that read or
+// write began: if the held state has changed since to one at least as new
+// (a concurrent refresh, login or read adopted it), s is older news and is
+// dropped, so a slow store read never puts back a grant whose refresh token
+// is already spent. A state unchanged since before is replaced whatever the
+// versions, so a store reset (a deleted record reads as version 0) still
+// reaches the manager.
+func (m *Manager) setState(before, s *state) bool {
+	for {
+		cur := m.state.Load()
+		if cur != before && cur.version >= s.version {
+			return false
+		}
+		if m.state.CompareAndSwap(cur, s) {
+			break
+		}
+	}
+	if m.hooks.Expiry != nil {
+		if s.grant != nil {
+			m.hooks.Expiry(s.grant.Expiry)
+		} else {
+			m.hooks.Expiry(time.Time{})
+		}
+	}
+	m.wake()
+	return true
+}
+
+// usable reports whether g may be injected at now: valid for at least
+// expirySkew more (a tenth of its lifetime for very short-lived tokens), so
+// a token never expires on its way to Panopto.
+func usable(g *Grant, now time.Time) bool {
+	if g == nil {
+		return false
+	}
+	skew := expirySkew
+	if life := g.Expiry.Sub(g.ObtainedAt); life > 0 && life/10 < skew {
+		skew = life / 10
+	}
+	return g.Valid(now.Add(skew))
+}
+
+// wake makes the background loop look again now.
+func (m *Manager) wake() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
