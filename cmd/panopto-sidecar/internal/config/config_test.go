@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -222,7 +223,7 @@ func TestDerivedDefaults(t *testing.T) {
 			func(c *Config) (any, any) { return c.TokenStore.Path, "panopto/token" }},
 		{"kubernetes auth defaults", "vault: {auth: {method: kubernetes, role: r}}", nil,
 			func(c *Config) (any, any) {
-				return c.Vault.Auth, VaultAuth{Method: "kubernetes", Role: "r", JWTFile: DefaultJWTFile, MountPath: "kubernetes"}
+				return c.Vault.Auth, VaultAuth{Method: "kubernetes", Role: "r", JWTFile: vault.DefaultJWTFile, MountPath: "kubernetes"}
 			}},
 		{"bare auth method", "vault: {auth: approle}", nil,
 			func(c *Config) (any, any) { return c.Vault.Auth, VaultAuth{Method: "approle", MountPath: "approle"} }},

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"io"
 	"io/fs"
 	"math"
@@ -22,7 +23,6 @@ const (
 	DefaultListen        = "127.0.0.1:9127"
 	DefaultUpstream      = "https://deakin.au.panopto.com"
 	DefaultVaultAddress  = "http://127.0.0.1:8200"
-	DefaultJWTFile       = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 )
 
@@ -214,11 +214,11 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&c.Vault.Address, getenv("VAULT_ADDR"))
 	def(&c.Vault.Address, DefaultVaultAddress)
 	def(&c.Vault.Namespace, getenv("VAULT_NAMESPACE"))
-	def(&c.Vault.Mount, "secret")
+	def(&c.Vault.Mount, vault.DefaultMount)
 	a := &c.Vault.Auth
 	def(&a.Method, VaultAuthToken)
 	if a.Method == VaultAuthKubernetes {
-		def(&a.JWTFile, DefaultJWTFile)
+		def(&a.JWTFile, vault.DefaultJWTFile)
 	}
 	def(&a.MountPath, string(a.Method))
 

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"io"
 	"io/fs"
 	"os"
@@ -58,7 +59,7 @@ func (c *Config) secretFiles(s *Secrets) []secretFile {
 		add("vault.auth.secret_id_file", a.SecretIDFile, "the AppRole secret_id")
 	case VaultAuthKubernetes:
 		add("vault.auth.jwt_file", a.JWTFile, "the service account token")
-		if a.JWTFile == DefaultJWTFile {
+		if a.JWTFile == vault.DefaultJWTFile {
 			out[len(out)-1].hint = "Kubernetes mounts it there only inside a pod"
 		}
 	}

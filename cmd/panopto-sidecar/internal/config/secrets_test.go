@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,7 +111,7 @@ func TestLoadReportsSecretFilesWithOtherProblems(t *testing.T) {
 // TestDefaultJWTFileHint: the default service account token path, absent
 // outside a pod, is explained.
 func TestDefaultJWTFileHint(t *testing.T) {
-	if _, err := os.Stat(DefaultJWTFile); err == nil {
+	if _, err := os.Stat(vault.DefaultJWTFile); err == nil {
 		t.Skip("running inside a pod")
 	}
 	path := filepath.Join(t.TempDir(), "config.yaml")
@@ -118,7 +119,7 @@ func TestDefaultJWTFileHint(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Load(path, nil)
-	want := path + ": vault.auth.jwt_file: cannot read " + DefaultJWTFile + ": no such file or directory; Kubernetes mounts it there only inside a pod"
+	want := path + ": vault.auth.jwt_file: cannot read " + vault.DefaultJWTFile + ": no such file or directory; Kubernetes mounts it there only inside a pod"
 	if got := problems(err); len(got) != 1 || got[0] != want {
 		t.Errorf("problems = %q\nwant %q", got, want)
 	}
