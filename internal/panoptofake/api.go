@@ -27,6 +27,7 @@ type session struct {
 	id, name, description, folderID, createdBy string
 	start                                      time.Time
 	duration                                   float64
+	processing                                 bool // created by an upload still processing: no Duration yet
 }
 
 func (s *Server) seed() {
@@ -38,9 +39,9 @@ func (s *Server) seed() {
 	}
 	t0 := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
 	s.sessions = []session{
-		{"8a1d0c52-3e4f-4b6a-8c7d-000000000011", "Week 1 Lecture", "Welcome", FolderCOS10009, "panopto-admin", t0, 3120.5},
-		{"8a1d0c52-3e4f-4b6a-8c7d-000000000012", "Week 2 Lecture", "Control flow", FolderCOS10009, "panopto-admin", t0.Add(7 * 24 * time.Hour), 2998},
-		{"8a1d0c52-3e4f-4b6a-8c7d-000000000013", "Induction", "", FolderStaff, "panopto-admin", t0.Add(-30 * 24 * time.Hour), 600},
+		{"8a1d0c52-3e4f-4b6a-8c7d-000000000011", "Week 1 Lecture", "Welcome", FolderCOS10009, "panopto-admin", t0, 3120.5, false},
+		{"8a1d0c52-3e4f-4b6a-8c7d-000000000012", "Week 2 Lecture", "Control flow", FolderCOS10009, "panopto-admin", t0.Add(7 * 24 * time.Hour), 2998, false},
+		{"8a1d0c52-3e4f-4b6a-8c7d-000000000013", "Induction", "", FolderStaff, "panopto-admin", t0.Add(-30 * 24 * time.Hour), 600, false},
 	}
 }
 
@@ -165,14 +166,19 @@ func (s *Server) sessionJSON(r *http.Request, x session) map[string]any {
 			fname = f.name
 		}
 	}
+	var duration any = x.duration
+	if x.processing {
+		duration = nil
+	}
 	return map[string]any{
 		"Id": x.id, "Name": x.name, "Description": x.description,
-		"StartTime": x.start.UTC().Format(time.RFC3339), "Duration": x.duration,
+		"StartTime": x.start.UTC().Format(time.RFC3339), "Duration": duration,
 		"CreatedBy":     map[string]any{"Id": nil, "Username": x.createdBy},
 		"FolderDetails": map[string]any{"Id": x.folderID, "Name": fname},
 		"Urls": map[string]any{
-			"ViewerUrl": o + "/Panopto/Pages/Viewer.aspx?id=" + x.id,
-			"EmbedUrl":  o + "/Panopto/Pages/Embed.aspx?id=" + x.id,
+			"ViewerUrl":    o + "/Panopto/Pages/Viewer.aspx?id=" + x.id,
+			"EmbedUrl":     o + "/Panopto/Pages/Embed.aspx?id=" + x.id,
+			"ThumbnailUrl": o + "/Panopto/Services/FrameGrabber.svc/FrameRedirect?objectId=" + x.id + "&mode=Delivery",
 		},
 	}
 }

@@ -63,12 +63,14 @@
 // # PublicAPI (bearer; bad bearer → 401, or 403 with Options.PublicAPI403)
 //
 //	POST /Panopto/PublicAPI/REST/sessionUpload      {"FolderId":guid} → 201
-//	     {"ID","SessionId":null,"UploadTarget":"{origin}/Panopto/Upload/{ID}","FolderId","State":0,"Status","MessageCode"}
+//	     {"ID","SessionId":null,"UploadTarget":"{origin}/Panopto/Upload/{ID}","FolderId","State":0,"Status","MessageID":null,"Message":null}
 //	GET  /Panopto/PublicAPI/REST/sessionUpload/{ID}
-//	     After a PUT with State=1 each GET is a poll: State 3 (Processing)
-//	     until Options.ProcessingPolls polls, then 4 (Complete, SessionId set,
-//	     the session appears in its folder) if an .xml manifest and every media
-//	     file it names were uploaded, else 5 (ProcessingError, MessageCode says why).
+//	     After a PUT with State=1 each GET is a poll. The first starts
+//	     processing: State 3, and if an .xml manifest and every media file it
+//	     names were uploaded, the session is created (SessionId set; the
+//	     session reads with Duration null). It stays 3 until Options.ProcessingPolls
+//	     polls and Options.ProcessingDelay since the PUT, then 4 (Complete;
+//	     the session's Duration set) or 5 (ProcessingError, Message says why).
 //	PUT  /Panopto/PublicAPI/REST/sessionUpload/{ID}
 //	     The whole object with State=1 (process) or 2 (cancel). ID and
 //	     UploadTarget must be exactly the ones issued; otherwise 400.

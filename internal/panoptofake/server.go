@@ -39,6 +39,10 @@ type Options struct {
 	// ProcessingPolls is the number of GETs of a completed sessionUpload before
 	// its State becomes final (default 2).
 	ProcessingPolls int
+	// ProcessingDelay is how long, by Now, an upload stays Processing after
+	// the client handed it over (PUT State=1), however often it is polled
+	// (default 0: ProcessingPolls alone decides).
+	ProcessingDelay time.Duration
 	// PublicOrigin, if set (e.g. "https://panopto.example"), is the origin of
 	// every UploadTarget. Otherwise the request's Host and TLS state decide.
 	PublicOrigin string

@@ -35,7 +35,7 @@ type UploadInfo struct {
 	FolderID     string
 	UploadTarget string
 	State        int
-	SessionID    string // set once State is Complete
+	SessionID    string // set once processing has created the session (State 3)
 	Polls        int    // GETs since the client asked for processing
 	Message      string // why processing failed, if it did
 	// Objects are the completed objects by key (the path after the target).
@@ -73,6 +73,7 @@ type upload struct {
 	id, folderID, target string
 	state                int
 	polls                int
+	handedOver           time.Time // when the client asked for processing (PUT State=1)
 	sessionID, message   string
 	objects              map[string]*object
 	multipart            map[string]*multipartUpload
@@ -133,8 +134,13 @@ type uploadJSON struct {
 	FolderID     string  `json:"FolderId"`
 	State        int     `json:"State"`
 	Status       string  `json:"Status"`
-	MessageCode  *string `json:"MessageCode"`
+	MessageID    *int    `json:"MessageID"`
+	Message      *string `json:"Message"`
 }
+
+// processingErrorMessageID is the MessageID the stand-in gives a failed
+// processing (Panopto's values are not published; any non-null one will do).
+const processingErrorMessageID = 1
 
 func (u *upload) json() uploadJSON {
 	j := uploadJSON{ID: u.id, UploadTarget: u.target, FolderID: u.folderID, State: u.state, Status: stateNames[u.state]}
@@ -142,7 +148,8 @@ func (u *upload) json() uploadJSON {
 		j.SessionID = &u.sessionID
 	}
 	if u.message != "" {
-		j.MessageCode = &u.message
+		id := processingErrorMessageID
+		j.MessageID, j.Message = &id, &u.message
 	}
 	return j
 }
@@ -178,8 +185,10 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, g *grant) 
 }
 
 // getUpload answers the upload; after the client asked for processing each
-// GET is a poll: Processing until ProcessingPolls, then Complete or
-// ProcessingError.
+// GET is a poll. The first one starts processing (State 3; SessionId is set
+// then if the upload will succeed); the upload stays Processing until it has
+// been polled ProcessingPolls times and ProcessingDelay has passed since the
+// hand-over, then becomes Complete or ProcessingError.
 func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, _ *grant) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -190,10 +199,11 @@ func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, _ *grant) {
 	}
 	if u.state == StateUploadStarted || u.state == StateProcessing {
 		u.polls++
-		if u.polls >= s.opts.ProcessingPolls {
+		if u.state == StateUploadStarted {
+			s.beginLocked(u)
+		}
+		if u.polls >= s.opts.ProcessingPolls && !s.now().Before(u.handedOver.Add(s.opts.ProcessingDelay)) {
 			s.finishLocked(u)
-		} else {
-			u.state = StateProcessing
 		}
 	}
 	writeJSON(w, http.StatusOK, u.json())
@@ -237,6 +247,7 @@ func (s *Server) putUpload(w http.ResponseWriter, r *http.Request, _ *grant) {
 	switch {
 	case u.state == StateCreated:
 		u.state = *req.State
+		u.handedOver = s.now()
 	case u.state == *req.State:
 		// An idempotent retry of the same request.
 	default:
@@ -266,9 +277,12 @@ func (s *Server) deleteUpload(w http.ResponseWriter, r *http.Request, _ *grant) 
 	writeJSON(w, http.StatusOK, u.json())
 }
 
-// finishLocked decides the outcome of processing: Complete if a manifest was
-// uploaded and every file it names was uploaded, else ProcessingError.
-func (s *Server) finishLocked(u *upload) {
+// beginLocked starts processing: State 3. If a manifest was uploaded and
+// every file it names was uploaded, the session is created now, as Panopto
+// does, so SessionId is known while the upload is still processing;
+// otherwise the upload will end in ProcessingError.
+func (s *Server) beginLocked(u *upload) {
+	u.state = StateProcessing
 	m, msg := u.findManifest()
 	u.manifest = m
 	if msg == "" {
@@ -280,10 +294,9 @@ func (s *Server) finishLocked(u *upload) {
 		}
 	}
 	if msg != "" {
-		u.state, u.message = StateProcessingError, msg
+		u.message = msg
 		return
 	}
-	u.state = StateComplete
 	u.sessionID = newGUID()
 	title := m.Title
 	if title == "" {
@@ -291,8 +304,37 @@ func (s *Server) finishLocked(u *upload) {
 	}
 	s.sessions = append(s.sessions, session{
 		id: u.sessionID, name: title, description: m.Description, folderID: u.folderID,
-		createdBy: u.createdBy, start: s.now(),
+		createdBy: u.createdBy, start: s.now(), processing: true,
 	})
+}
+
+// finishLocked ends processing: Complete with the session's duration known,
+// or ProcessingError with the message beginLocked found.
+func (s *Server) finishLocked(u *upload) {
+	if u.message != "" {
+		u.state = StateProcessingError
+		return
+	}
+	u.state = StateComplete
+	var media int64
+	for _, f := range u.manifest.Files {
+		if o := u.lookup(f); o != nil {
+			media += o.size
+		}
+	}
+	for i := range s.sessions {
+		if s.sessions[i].id == u.sessionID {
+			s.sessions[i].processing = false
+			s.sessions[i].duration = nominalDuration(media)
+		}
+	}
+}
+
+// nominalDuration is the Duration, in seconds, the stand-in gives a session
+// made from media bytes: one second per 256 KiB, at least one. The stand-in
+// keeps no media, so this only has to be deterministic and plausible.
+func nominalDuration(media int64) float64 {
+	return max(1, float64(media/(256<<10)))
 }
 
 // lookup finds an object by key or by base name.

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -150,6 +151,12 @@ func TestSessionUploadStateMachine(t *testing.T) {
 			if info.Message != tt.wantMsg {
 				t.Fatalf("message %q, want %q", info.Message, tt.wantMsg)
 			}
+			if msg, _ := last["Message"].(string); msg != tt.wantMsg || (tt.wantMsg != "") != (last["MessageID"] != nil) {
+				t.Fatalf("Message %v MessageID %v, want %q", last["Message"], last["MessageID"], tt.wantMsg)
+			}
+			if tt.wantMsg != "" && last["SessionId"] != nil {
+				t.Fatalf("a failed upload has SessionId %v", last["SessionId"])
+			}
 			if tt.wantMsg == "" {
 				sid, _ := last["SessionId"].(string)
 				if sid == "" || info.SessionID != sid {
@@ -164,6 +171,65 @@ func TestSessionUploadStateMachine(t *testing.T) {
 				t.Fatalf("late upload: %d", st)
 			}
 		})
+	}
+}
+
+// TestProcessingDelay: with a processing delay the upload stays Processing
+// however often it is polled, its SessionId is known from the first poll,
+// and the session reads as Panopto's does: URLs at once, Duration only once
+// processing completed.
+func TestProcessingDelay(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ProcessingDelay = 90 * time.Second })
+	tok := e.login().str("access_token")
+	u := e.createUpload(tok)
+	id := u["ID"].(string)
+	target := u["UploadTarget"].(string)
+	media := make([]byte, 3<<20)
+	for k, body := range map[string][]byte{"file.mp4": media, "manifest.xml": []byte(fmt.Sprintf(testManifest, "file.mp4"))} {
+		if st, b := e.putObject(target, k, body, nil); st != 200 {
+			t.Fatalf("put %s: %d %s", k, st, b)
+		}
+	}
+	u["State"] = 1
+	if st, b := e.putUpload(tok, u); st != 200 {
+		t.Fatalf("put state 1: %d %s", st, b)
+	}
+	session := func(sid string) map[string]any {
+		t.Helper()
+		st, b := e.do(http.MethodGet, "/Panopto/api/v1/sessions/"+sid, tok, nil)
+		var m map[string]any
+		if st != 200 || json.Unmarshal(b, &m) != nil {
+			t.Fatalf("GET session %s: %d %s", sid, st, b)
+		}
+		return m
+	}
+	var sid string
+	for i := range 5 {
+		got := e.getUpload(tok, id)
+		s, _ := got["SessionId"].(string)
+		if got["State"] != float64(3) || s == "" || sid != "" && s != sid {
+			t.Fatalf("poll %d before the delay: State %v SessionId %v", i+1, got["State"], got["SessionId"])
+		}
+		sid = s
+		e.clock.Advance(10 * time.Second)
+	}
+	m := session(sid)
+	urls, _ := m["Urls"].(map[string]any)
+	origin := e.ts.URL + "/Panopto/"
+	for _, k := range []string{"ViewerUrl", "EmbedUrl", "ThumbnailUrl"} {
+		if v, _ := urls[k].(string); !strings.HasPrefix(v, origin) || !strings.Contains(v, sid) {
+			t.Errorf("processing session %s = %v", k, urls[k])
+		}
+	}
+	if m["Duration"] != nil || m["Name"] != "Task 3.1 walkthrough" {
+		t.Errorf("processing session Duration %v Name %v, want null and the manifest's title", m["Duration"], m["Name"])
+	}
+	e.clock.Advance(40 * time.Second) // 90 s after the hand-over
+	if got := e.getUpload(tok, id); got["State"] != float64(4) || got["SessionId"] != sid {
+		t.Fatalf("after the delay: State %v SessionId %v, want 4 %s", got["State"], got["SessionId"], sid)
+	}
+	if d, _ := session(sid)["Duration"].(float64); d != 12 {
+		t.Errorf("completed session Duration %v, want 12 (3 MiB at 256 KiB a second)", d)
 	}
 }
 
