@@ -148,7 +148,7 @@ func (h *Handler) Options() *Options { return h.opts.Load() }
 // path goes to the forwarder.
 func (h *Handler) patterns() []pattern {
 	return []pattern{
-		{"GET /{$}", h.index}, // unless a route forwards "/"
+		{"GET /{$}", h.index}, // unless a route forwards "/" (ServeHTTP)
 		{"GET /-/healthz", h.healthz},
 		{"GET /-/ready", h.ready},
 		{"GET /-/status", h.status},
@@ -173,7 +173,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	escaped, own := h.own.match(p)
 	if own && p == "/" && matchRoute(o.Routes, p, o.RoutesMatch) != nil {
-		own = false // a route forwards "/": no index
+		// A route forwards "/". Otherwise nothing is forwarded from "/":
+		// an operator who opens the listener's address finds where to go.
+		own = false
 	}
 	if p != "/-/healthz" && p != "/-/ready" && (h.refuseUnauthorized(w, r, o) || h.refuseContentType(w, r)) {
 		return

@@ -137,6 +137,7 @@ func TestEndpointPathsAsWritten(t *testing.T) {
 		{"GET /-/uploads/a/b", 400, "bad_request"},
 		{"GET /-/uploads/../x", 400, "bad_request"},
 		{"GET /-/uploads/", 404, "not_found"},
+		{"HEAD /-/uploads/abc", 400, ""},
 		{"GET /-/uploads", 405, "method_not_allowed"},
 		{"DELETE /-/accounts", 405, "method_not_allowed"},
 	} {
