@@ -15,11 +15,6 @@ const maxAccountsPage = 1000
 // that OnTrack can ask those students to connect again. next, when not "",
 // is the after of the following page.
 func (h *Handler) accounts(w http.ResponseWriter, r *http.Request, o *Options) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	}
 	if o.AccountsMode == token.AccountsOff {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "accounts_mode", "detail": "per-account grants need accounts.mode idp or login"})
 		return

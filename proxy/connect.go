@@ -190,11 +190,6 @@ func returnURL(returnTo, account, reason string) string {
 
 // connect serves POST /-/connect: a single-use login link for one account.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request, o *Options) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	}
 	if o.AccountsMode != token.AccountsLogin {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "accounts_mode", "detail": "POST /-/connect needs accounts.mode: login"})
 		return
@@ -242,36 +237,48 @@ type accountView struct {
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 }
 
-// account serves GET and DELETE /-/accounts/{account}.
-func (h *Handler) account(w http.ResponseWriter, r *http.Request, o *Options) {
-	name := strings.TrimPrefix(r.URL.Path, "/-/accounts/")
-	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodDelete {
-		w.Header().Set("Allow", "GET, HEAD, DELETE")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	}
+// accountManager is the manager of the account a request to
+// /-/accounts/{account} names. When there is none it answers the request
+// itself and returns nil.
+func (h *Handler) accountManager(w http.ResponseWriter, r *http.Request, o *Options, name string) *token.Manager {
 	if o.AccountsMode == token.AccountsOff {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "accounts_mode", "detail": "per-account grants need accounts.mode idp or login"})
-		return
+		return nil
 	}
 	if !token.ValidAccount(name) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_account"})
-		return
+		return nil
 	}
 	m, err := h.deps.Accounts.Manager(r.Context(), name)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_account"})
+		return nil
+	}
+	return m
+}
+
+// disconnect serves DELETE /-/accounts/{account}.
+func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request, o *Options) {
+	name := r.PathValue("account")
+	m := h.accountManager(w, r, o, name)
+	if m == nil {
 		return
 	}
-	if r.Method == http.MethodDelete {
-		revoked, err := h.forget(r.Context(), m, "disconnect")
-		if err != nil {
-			h.audit(r, "disconnect", name, "store_unavailable", err)
-			writeJSON(w, http.StatusBadGateway, map[string]string{"error": "store_unavailable"})
-			return
-		}
-		h.audit(r, "disconnect", name, "ok", nil)
-		writeJSON(w, http.StatusOK, map[string]any{"account": name, "connected": false, "revoked": revoked})
+	revoked, err := h.forget(r.Context(), m, "disconnect")
+	if err != nil {
+		h.audit(r, "disconnect", name, "store_unavailable", err)
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "store_unavailable"})
+		return
+	}
+	h.audit(r, "disconnect", name, "ok", nil)
+	writeJSON(w, http.StatusOK, map[string]any{"account": name, "connected": false, "revoked": revoked})
+}
+
+// account serves GET /-/accounts/{account}.
+func (h *Handler) account(w http.ResponseWriter, r *http.Request, o *Options) {
+	name := r.PathValue("account")
+	m := h.accountManager(w, r, o, name)
+	if m == nil {
 		return
 	}
 	if o.AccountsMode == token.AccountsLogin {

@@ -56,7 +56,8 @@ func answers(t *testing.T, addr, raw string) []int {
 // request-smuggling shape is refused (400 from the handler, or the
 // server's own 4xx/5xx) and the connection closed, so no request behind it
 // is read, however the requests before it were framed; ordinary pipelined
-// requests, bodies that hold a request head included, are all served.
+// requests, bodies that hold a request head included, are all answered
+// (POST /-/healthz with 405).
 func TestFramingGuardRefusesSmuggling(t *testing.T) {
 	h := New(Deps{Accounts: nil}, Options{})
 	addr := serveGuarded(t, h)
@@ -73,7 +74,7 @@ func TestFramingGuardRefusesSmuggling(t *testing.T) {
 				"POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + fmt.Sprint(len(clte)) + "\r\n\r\n" + clte +
 				"POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunkedBody +
 				"GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + last,
-			"[200 200 200 200 200]"},
+			"[200 405 405 200 200]"},
 		{"CL+TE", "GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + clte + last, "[200 400]"},
 		{"CL+TE after an Upgrade answered without 101",
 			"GET /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + clte + last, "[200 400]"},
@@ -86,7 +87,7 @@ func TestFramingGuardRefusesSmuggling(t *testing.T) {
 		{"Content-Lengths that differ", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n0\r\n\r\n" + last, "[400]"},
 		{"Transfer-Encoding: chunked, identity", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + last, "[501]"},
 		{"Transfer-Encoding: identity with a length", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n" + clte + last, "[501]"},
-		{"a malformed chunk, then a request", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXY0\r\n\r\n" + last, "[200]"},
+		{"a malformed chunk, then a request", "POST /-/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXY0\r\n\r\n" + last, "[405]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -106,6 +106,8 @@ type Handler struct {
 	started time.Time
 	ups     uploaders
 	conn    connectState
+	own     *endpoints // the listener's own paths
+	public  *endpoints // the public listener's
 }
 
 // New returns a handler with the given options.
@@ -126,6 +128,8 @@ func New(d Deps, o Options) *Handler {
 	h.opts.Store(&o)
 	h.ups.budget = newUploadBudget(d.Metrics, o.UploadMemoryLimit)
 	h.fwd = newForwarder(h)
+	h.own = newEndpoints(h.patterns())
+	h.public = newEndpoints(h.publicPatterns())
 	h.metrics = promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})
 	return h
 }
@@ -140,70 +144,62 @@ func (h *Handler) Update(o Options) {
 // Options returns the options in force.
 func (h *Handler) Options() *Options { return h.opts.Load() }
 
+// patterns are the listener's own endpoints (see mux.go). Every other
+// path goes to the forwarder.
+func (h *Handler) patterns() []pattern {
+	return []pattern{
+		{"GET /{$}", h.index}, // unless a route forwards "/" (ServeHTTP)
+		{"GET /-/healthz", h.healthz},
+		{"GET /-/ready", h.ready},
+		{"GET /-/status", h.status},
+		{"GET /metrics", func(w http.ResponseWriter, r *http.Request, _ *Options) { h.metrics.ServeHTTP(w, r) }},
+		{"GET /-/login", h.login},
+		{"GET /redirect", h.callback},
+		{"POST /-/logout", h.logout},
+		{"POST /-/connect", h.connect},
+		{"GET /-/accounts", h.accounts},
+		{"GET /-/accounts/{account}", h.account},
+		{"DELETE /-/accounts/{account}", h.disconnect},
+		{"POST /-/uploads", h.uploadCreate},
+		{"GET /-/uploads/{id}", h.uploadStatus},
+	}
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := h.opts.Load()
 	if h.refuseMalformed(w, r) || h.refuseForeign(w, r, o) {
 		return
 	}
 	p := r.URL.Path
-	switch p {
-	case "/-/healthz":
-		h.healthz(w, r)
-		return
-	case "/-/ready":
-		h.ready(w, r)
+	escaped, own := h.own.match(p)
+	if own && p == "/" && matchRoute(o.Routes, p, o.RoutesMatch) != nil {
+		// A route forwards "/". Otherwise nothing is forwarded from "/":
+		// an operator who opens the listener's address finds where to go.
+		own = false
+	}
+	if p != "/-/healthz" && p != "/-/ready" && (h.refuseUnauthorized(w, r, o) || h.refuseContentType(w, r)) {
 		return
 	}
-	if !o.SharedSecret.IsZero() {
-		got := r.Header.Get(o.SharedSecretHeader)
-		if subtle.ConstantTimeCompare([]byte(got), []byte(o.SharedSecret.Reveal())) != 1 {
-			h.refused(r, http.StatusUnauthorized, "missing or wrong shared secret")
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
-			return
-		}
-	}
-	if h.refuseContentType(w, r) {
+	if !own {
+		h.fwd.serve(w, r, o)
 		return
 	}
-	switch p {
-	case "/-/status":
-		h.status(w, r)
-		return
-	case "/metrics":
-		h.metrics.ServeHTTP(w, r)
-		return
-	case "/-/login":
-		h.login(w, r, o)
-		return
-	case "/redirect":
-		h.callback(w, r, o)
-		return
-	case "/-/logout":
-		h.logout(w, r, o)
-		return
-	case "/-/connect":
-		h.connect(w, r, o)
-		return
+	h.own.serve(w, r, p, escaped, o)
+}
+
+// refuseUnauthorized answers 401 a request without the shared secret, when
+// one is set, and reports whether it did.
+func (h *Handler) refuseUnauthorized(w http.ResponseWriter, r *http.Request, o *Options) bool {
+	if o.SharedSecret.IsZero() {
+		return false
 	}
-	if p == "/-/accounts" {
-		h.accounts(w, r, o)
-		return
+	got := r.Header.Get(o.SharedSecretHeader)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(o.SharedSecret.Reveal())) == 1 {
+		return false
 	}
-	if strings.HasPrefix(p, "/-/accounts/") {
-		h.account(w, r, o)
-		return
-	}
-	if p == "/" && matchRoute(o.Routes, p, o.RoutesMatch) == nil {
-		// Nothing is forwarded from "/": an operator who opens the
-		// listener's address finds where to go.
-		h.index(w, r, o)
-		return
-	}
-	if p == "/-/uploads" || strings.HasPrefix(p, "/-/uploads/") {
-		h.uploads(w, r, o)
-		return
-	}
-	h.fwd.serve(w, r, o)
+	h.refused(r, http.StatusUnauthorized, "missing or wrong shared secret")
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+	return true
 }
 
 // refuseMalformed answers requests no listener serves, logs them with their
@@ -243,7 +239,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
+func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request, _ *Options) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
@@ -255,14 +251,14 @@ func (h *Handler) defaultManager(ctx context.Context) *token.Manager {
 	return m
 }
 
-func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request, o *Options) {
 	m := h.defaultManager(r.Context())
 	if m == nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": "no token manager"})
 		return
 	}
 	if ok, reason := m.Ready(); !ok {
-		key, hint := h.opts.Load().loginHint("")
+		key, hint := o.loginHint("")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
 			"status": "not_ready", "reason": reason, key: hint,
 		})
@@ -274,7 +270,7 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 // status answers /-/status: the default grant's token.Status fields at the
 // top level (each once; no zero times), then the sidecar's. With ?account=
 // it answers one account's grant, its fields at the top level the same way.
-func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) status(w http.ResponseWriter, r *http.Request, o *Options) {
 	if account := r.URL.Query().Get("account"); account != "" {
 		// One account's grant, asked for by name (names are never listed).
 		m, err := h.deps.Accounts.Manager(r.Context(), account)
@@ -289,7 +285,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out["account"] = account
-		key, hint := h.opts.Load().loginHint(account)
+		key, hint := o.loginHint(account)
 		out[key] = hint
 		writeJSON(w, http.StatusOK, out)
 		return
@@ -303,7 +299,6 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	o := h.opts.Load()
 	out["upstream"] = o.Upstream.String()
 	key, hint := o.loginHint("")
 	out[key] = hint

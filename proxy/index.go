@@ -31,11 +31,6 @@ type indexData struct {
 // index serves GET / (and HEAD): where the operator is and whether the
 // sidecar is connected, as a page for a browser and as JSON otherwise.
 func (h *Handler) index(w http.ResponseWriter, r *http.Request, o *Options) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	}
 	d := indexData{
 		Service:  "panopto-sidecar",
 		Upstream: o.Upstream.String(),

@@ -18,10 +18,6 @@ import (
 const bindingCookie = "panopto_sidecar_login"
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	}
 	if r.Method == http.MethodHead {
 		// Link previews and mail scanners ask before a person opens the
 		// link: answer them without redeeming its ticket or starting a login.
@@ -175,11 +171,6 @@ func (h *Handler) endLogin(w http.ResponseWriter, r *http.Request, o *Options, d
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, o *Options) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	}
 	account := r.URL.Query().Get("account")
 	m, err := h.deps.Accounts.Manager(r.Context(), account)
 	if err != nil {

@@ -23,27 +23,37 @@ func (h *Handler) Public() http.Handler { return publicHandler{h} }
 
 type publicHandler struct{ h *Handler }
 
+// publicPatterns are the public listener's endpoints.
+func (h *Handler) publicPatterns() []pattern {
+	return []pattern{
+		{"GET /-/healthz", h.healthz},
+		{"GET /-/login", h.publicLogin},
+		{"GET /redirect", h.callback},
+	}
+}
+
 func (p publicHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := p.h
 	o := h.opts.Load()
 	if h.refuseMalformed(w, r) {
 		return
 	}
-	switch trimPublicPath(o, r.URL.Path) {
-	case "/-/healthz":
-		h.healthz(w, r)
-	case "/-/login":
-		if r.URL.Query().Get("ticket") == "" {
-			// The operator's login (the default grant) is on listen only.
-			page(w, http.StatusForbidden, "Cannot start a login here", "Logins start from the link OnTrack gives you.")
-			return
-		}
-		h.login(w, r, o)
-	case "/redirect":
-		h.callback(w, r, o)
-	default:
+	path := trimPublicPath(o, r.URL.Path)
+	if _, ok := h.public.match(path); !ok {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+		return
 	}
+	h.public.serve(w, r, path, path, o)
+}
+
+// publicLogin is /-/login on the public listener: ticketed logins only.
+func (h *Handler) publicLogin(w http.ResponseWriter, r *http.Request, o *Options) {
+	if r.URL.Query().Get("ticket") == "" {
+		// The operator's login (the default grant) is on listen only.
+		page(w, http.StatusForbidden, "Cannot start a login here", "Logins start from the link OnTrack gives you.")
+		return
+	}
+	h.login(w, r, o)
 }
 
 // connectHint is what an answer says in place of a login URL where none

@@ -3,11 +3,11 @@ package proxy
 import (
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/proxy/upload"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // uploaders holds the upload engine for the options in force; a reload that
@@ -57,55 +57,60 @@ func (h *Handler) uploader(o *Options) *upload.Uploader {
 	return want.u
 }
 
-// uploads serves POST /-/uploads (one video in one request) and
-// GET /-/uploads/{id} (its state at Panopto), as the account named by the
-// accounts header, with the same answer as the proxy routes when that
-// account is not connected.
-func (h *Handler) uploads(w http.ResponseWriter, r *http.Request, o *Options) {
+// uploadCreate serves POST /-/uploads: one video in one request, as the
+// account named by the accounts header.
+func (h *Handler) uploadCreate(w http.ResponseWriter, r *http.Request, o *Options) {
+	h.observeUpload(w, func(w http.ResponseWriter) {
+		p, perr := upload.ParseParams(r)
+		if perr != nil {
+			upload.WriteError(w, perr)
+			return
+		}
+		if m, u := h.uploadAs(w, r, o); m != nil {
+			p.Account = o.account(r)
+			u.ServeCreate(w, r, m, p)
+		}
+	})
+}
+
+// uploadStatus serves GET /-/uploads/{id}: the upload's state at Panopto,
+// read as the account named by the accounts header.
+func (h *Handler) uploadStatus(w http.ResponseWriter, r *http.Request, o *Options) {
+	h.observeUpload(w, func(w http.ResponseWriter) {
+		id := r.PathValue("id")
+		if !upload.IsGUID(id) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "the upload id must be a GUID"})
+			return
+		}
+		if m, u := h.uploadAs(w, r, o); m != nil {
+			u.ServeGet(w, r, m, id)
+		}
+	})
+}
+
+// observeUpload runs serve and counts its answer in the /-/uploads metrics.
+func (h *Handler) observeUpload(w http.ResponseWriter, serve func(w http.ResponseWriter)) {
 	start := h.deps.Now()
 	rw := &recorder{ResponseWriter: w}
 	defer func() { h.deps.Metrics.observe("/-/uploads", rw.code(), h.deps.Now().Sub(start)) }()
+	serve(rw)
+}
 
-	id, isGet := strings.CutPrefix(r.URL.Path, "/-/uploads/")
-	var p upload.Params
-	switch {
-	case r.URL.Path == "/-/uploads" && r.Method == http.MethodPost:
-		var perr *upload.Error
-		if p, perr = upload.ParseParams(r); perr != nil {
-			upload.WriteError(rw, perr)
-			return
-		}
-	case isGet && r.Method == http.MethodGet:
-		if !upload.IsGUID(id) {
-			writeJSON(rw, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "the upload id must be a GUID"})
-			return
-		}
-	case r.URL.Path == "/-/uploads" || isGet:
-		w.Header().Set("Allow", map[bool]string{true: "GET", false: "POST"}[isGet])
-		writeJSON(rw, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	default:
-		writeJSON(rw, http.StatusNotFound, map[string]string{"error": "not_found"})
-		return
-	}
-
+// uploadAs returns the manager of the account an upload request is for and
+// the upload engine, or answers, as the proxy routes do, that the account
+// is not connected and returns nil.
+func (h *Handler) uploadAs(w http.ResponseWriter, r *http.Request, o *Options) (*token.Manager, *upload.Uploader) {
 	account := o.account(r)
 	m, err := h.deps.Accounts.Manager(r.Context(), account)
 	if err != nil {
-		notConnected(rw, o, account)
-		return
+		notConnected(w, o, account)
+		return nil, nil
 	}
 	if _, err := m.Token(r.Context()); err != nil {
 		if r.Context().Err() == nil {
-			notConnected(rw, o, account)
+			notConnected(w, o, account)
 		}
-		return
+		return nil, nil
 	}
-	u := h.uploader(o)
-	if isGet {
-		u.ServeGet(rw, r, m, id)
-		return
-	}
-	p.Account = account
-	u.ServeCreate(rw, r, m, p)
+	return m, h.uploader(o)
 }
