@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -108,7 +109,13 @@ func (fr fileRecord) record() Record {
 	}
 	rec.Dropped = fr.Dropped
 	rec.Ticket = fr.Ticket
-	rec.Data = fr.Data
+	if fr.Data != nil {
+		// The file is indented, Data with it; hand it back compact.
+		var b bytes.Buffer
+		if json.Compact(&b, fr.Data) == nil {
+			rec.Data = b.Bytes()
+		}
+	}
 	return rec
 }
 
