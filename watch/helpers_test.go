@@ -36,14 +36,14 @@ const (
 // implements watch.Panopto with a bearer from its token endpoint (as the
 // sidecar would with the account's grant).
 type standIn struct {
-	t      *testing.T
+	t      testing.TB
 	pan    *panoptofake.Server
 	srv    *httptest.Server
 	c      *http.Client
 	bearer string
 }
 
-func newStandIn(t *testing.T, mod func(*panoptofake.Options)) *standIn {
+func newStandIn(t testing.TB, mod func(*panoptofake.Options)) *standIn {
 	t.Helper()
 	o := panoptofake.Options{ClientID: "sidecar", ClientSecret: "client-secret", Users: map[string]string{"alice": "wonderland"}}
 	if mod != nil {
@@ -186,7 +186,7 @@ type delivery struct {
 	at       time.Time
 }
 
-func newReceiver(t *testing.T, secret string, script ...int) *receiver {
+func newReceiver(t testing.TB, secret string, script ...int) *receiver {
 	r := &receiver{secret: secret, script: script, arrived: make(chan struct{}, 1000)}
 	r.srv = httptest.NewServer(r)
 	t.Cleanup(r.srv.Close)
@@ -256,7 +256,7 @@ func (r *rotatingSecret) set(s string) { r.v.Store(s) }
 
 // env is a test's sidecar side: the store, its logs, the receiver.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	pan    *standIn
 	store  watch.Store
 	logs   *testsupport.SyncBuffer
@@ -264,7 +264,7 @@ type env struct {
 	secret *rotatingSecret
 }
 
-func newEnv(t *testing.T, mod func(*panoptofake.Options), script ...int) *env {
+func newEnv(t testing.TB, mod func(*panoptofake.Options), script ...int) *env {
 	e := &env{t: t, pan: newStandIn(t, mod), logs: &testsupport.SyncBuffer{}, secret: newSecret(secretA)}
 	e.store = token.NewFileStore(filepath.Join(t.TempDir(), "token.json"))
 	e.rcv = newReceiver(t, secretA, script...)

@@ -167,10 +167,11 @@ func (w *Watcher) poll(ctx context.Context, r *record, now time.Time) {
 	}
 }
 
-// pollDelay is the wait after polls polls: PollBase doubled, at most PollMax.
+// pollDelay is the wait after polls polls: PollBase doubled polls times,
+// at most PollMax (2 s after State=1, then 4, 8, … 60 s).
 func (w *Watcher) pollDelay(polls int) time.Duration {
 	d := w.o.PollBase
-	for i := 1; i < polls && d < w.o.PollMax; i++ {
+	for i := 0; i < polls && d < w.o.PollMax; i++ {
 		d *= 2
 	}
 	return min(d, w.o.PollMax)
