@@ -71,7 +71,9 @@ func (w *Watcher) stepOnce(ctx context.Context, key string) (time.Time, error) {
 	defer cancel()
 	if r.Watching && !r.NextPoll.After(now) {
 		queued := len(r.Queue)
-		w.poll(ctx, &r, now)
+		pctx, cancel := context.WithTimeout(ctx, w.o.Hold/2) // the rest of the lease is for delivering
+		w.poll(pctx, &r, now)
+		cancel()
 		if len(r.Queue) > queued {
 			// A receiver that reads GET /-/uploads/{id} on an event sees
 			// at least what the event says: the record is written first.
@@ -121,8 +123,8 @@ func (w *Watcher) poll(ctx context.Context, r *record, now time.Time) {
 		return
 	}
 	st, err := w.o.Panopto.Upload(ctx, u.Account, u.ID)
-	if ctx.Err() != nil {
-		return // not a poll: the next replica polls
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return // shutting down: not a poll; the next replica polls
 	}
 	r.Polls++
 	r.NextPoll = now.Add(w.pollDelay(r.Polls))
