@@ -196,7 +196,7 @@ func TestWebhookGivenUp(t *testing.T) {
 	if u := e.get(w.Watcher, up.ID); u.State != watch.StateProcessingError {
 		t.Errorf("Get = %+v", u)
 	}
-	if strings.Contains(e.logs.String(), "level=ERROR msg=\"webhook given up") != true {
+	if !strings.Contains(e.logs.String(), "level=ERROR msg=\"webhook given up") {
 		t.Errorf("give-up not logged as an error:\n%s", e.logs.String())
 	}
 }
