@@ -184,6 +184,14 @@ type delivery struct {
 	verified error
 	data     watch.Upload
 	at       time.Time
+	body     []byte
+	header   http.Header
+}
+
+// verifies reports whether d's signature verifies with secret.
+func (d delivery) verifies(secret string) bool {
+	wh, err := standardwebhooks.NewWebhook(secret)
+	return err == nil && wh.Verify(d.body, d.header) == nil
 }
 
 func newReceiver(t testing.TB, secret string, script ...int) *receiver {
@@ -210,7 +218,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if len(r.script) > 0 {
 		st, r.script = r.script[0], r.script[1:]
 	}
-	r.got = append(r.got, delivery{id: req.Header.Get("webhook-id"), typ: ev.Type, status: st, verified: err, data: ev.Data, at: at})
+	r.got = append(r.got, delivery{id: req.Header.Get("webhook-id"), typ: ev.Type, status: st, verified: err, data: ev.Data, at: at, body: body, header: req.Header.Clone()})
 	r.mu.Unlock()
 	w.WriteHeader(st)
 	r.arrived <- struct{}{}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,11 +69,17 @@ func TestWatchToCompleteWithSession(t *testing.T) {
 func TestWebhookRetriedInOrderWithSameID(t *testing.T) {
 	// The receiver fails the first event twice; the second waits behind it.
 	e := newEnv(t, nil, http.StatusInternalServerError, http.StatusServiceUnavailable)
-	w := e.run(e.options("pod-a"), true)
+	o := e.options("pod-a")
+	o.Retry = func(int) time.Duration { return 100 * time.Millisecond }
+	w := e.run(o, true)
 	up := e.pan.upload(true)
 	if err := w.Start(t.Context(), up); err != nil {
 		t.Fatal(err)
 	}
+	testsupport.WaitFor(t, 10*time.Second, "upload.completed queued behind upload.processing", func() bool {
+		rec, _, _ := e.store.Load(t.Context(), "upload/"+up.ID)
+		return strings.Count(string(rec.Data), `"type":"upload.`) == 2
+	})
 	testsupport.WaitFor(t, 10*time.Second, "upload.completed", func() bool { return len(e.rcv.delivered()) == 2 })
 	all := e.rcv.deliveries()
 	if types(all) != "upload.processing upload.processing upload.processing upload.completed" {
@@ -91,25 +98,47 @@ func TestWebhookRetriedInOrderWithSameID(t *testing.T) {
 	}
 }
 
+// gatedPanopto holds every poll after the first until open is closed.
+type gatedPanopto struct {
+	watch.Panopto
+	polls atomic.Int32
+	open  chan struct{}
+}
+
+func (g *gatedPanopto) Upload(ctx context.Context, account, id string) (watch.Status, error) {
+	if g.polls.Add(1) > 1 {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return watch.Status{}, ctx.Err()
+		}
+	}
+	return g.Panopto.Upload(ctx, account, id)
+}
+
 func TestRotatedSecretSignsLaterDeliveries(t *testing.T) {
-	e := newEnv(t, func(o *panoptofake.Options) { o.ProcessingPolls = 3 })
-	w := e.run(e.options("pod-a"), true)
+	e := newEnv(t, nil)
+	o := e.options("pod-a")
+	gate := &gatedPanopto{Panopto: e.pan, open: make(chan struct{})}
+	o.Panopto = gate
+	w := e.run(o, true)
 	up := e.pan.upload(true)
 	if err := w.Start(t.Context(), up); err != nil {
 		t.Fatal(err)
 	}
-	testsupport.WaitFor(t, 10*time.Second, "upload.processing", func() bool { return len(e.rcv.delivered()) >= 1 })
-	// Rotation: OnTrack takes the new secret, then the sidecar does.
+	testsupport.WaitFor(t, 10*time.Second, "upload.processing", func() bool { return len(e.rcv.delivered()) == 1 })
+	// Rotation: OnTrack takes the new secret, then the sidecar does; then
+	// Panopto answers Complete.
 	e.rcv.setSecret(secretB)
 	e.secret.set(secretB)
+	close(gate.open)
 	testsupport.WaitFor(t, 10*time.Second, "upload.completed", func() bool { return len(e.rcv.delivered()) == 2 })
-	got := e.rcv.deliveries()
-	last := got[len(got)-1]
-	if last.typ != webhook.TypeCompleted || last.verified != nil {
-		t.Fatalf("last delivery %s verified with the new secret: %v", last.typ, last.verified)
+	got := e.rcv.delivered()
+	if !got[0].verifies(secretA) || got[0].verifies(secretB) {
+		t.Errorf("upload.processing was not signed with the old secret only")
 	}
-	if got[0].verified != nil {
-		t.Errorf("first delivery, with the old secret: %v", got[0].verified)
+	if !got[1].verifies(secretB) || got[1].verifies(secretA) {
+		t.Errorf("upload.completed was not signed with the new secret only")
 	}
 }
 
