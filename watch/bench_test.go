@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
+	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 	"github.com/doubtfire-lms/panopto-sidecar/watch"
 )
 
@@ -32,16 +33,28 @@ func (c *completions) Upload(ctx context.Context, account, id string) (watch.Sta
 
 // BenchmarkWebhookLatency watches 100 uploads at once against the stand-in
 // with the production poll schedule (2 s, then 4 s: the stand-in completes
-// at the second poll) and a file store, and reports the time from the poll
+// at the second poll), with a file store and with Vault, and reports the time from the poll
 // at which Panopto answered Complete to upload.completed at the receiver
 // (p50, p99), and the Panopto calls made per upload watched.
 //
 //	go test -run '^$' -bench WebhookLatency -benchtime 1x ./watch
 func BenchmarkWebhookLatency(b *testing.B) {
+	b.Run("file", func(b *testing.B) { benchLatency(b, nil) })
+	b.Run("vault", func(b *testing.B) {
+		srv := vaulttest.StartDev(b)
+		benchLatency(b, func() watch.Store { return vaultStore(b, srv) })
+	})
+}
+
+func benchLatency(b *testing.B, store func() watch.Store) {
 	const uploads = 100
 	for b.Loop() {
 		e := newEnv(b, nil)
+		if store != nil {
+			e.store = store()
+		}
 		o := e.options("pod-a")
+		o.Store = e.store
 		o.PollBase, o.PollMax, o.Scan, o.Grace, o.Hold = 0, 0, 0, 0, 0 // the defaults
 		o.Log = nil
 		c := &completions{Panopto: e.pan, at: map[string]time.Time{}}

@@ -105,15 +105,7 @@ func TestWatchSurvivesItsReplica(t *testing.T) {
 // started the watch dies mid-processing and the other finishes it.
 func TestWatchTakenOverVault(t *testing.T) {
 	srv := vaulttest.StartDev(t)
-	store := func() watch.Store {
-		getenv := func(k string) string { return map[string]string{"VAULT_TOKEN": srv.RootToken()}[k] }
-		c, err := vault.New(context.Background(), vault.Config{Address: srv.Addr()}, getenv, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return vault.NewStore(c, "panopto/token")
-	}
+	store := func() watch.Store { return vaultStore(t, srv) }
 	e := newEnv(t, func(o *panoptofake.Options) { o.ProcessingDelay = 400 * time.Millisecond })
 	oa, ob := e.options("pod-a"), e.options("pod-b")
 	oa.Store, ob.Store = store(), store()
@@ -143,4 +135,16 @@ func TestWatchTakenOverVault(t *testing.T) {
 	if d := e.rcv.delivered()[1]; d.typ != webhook.TypeCompleted || d.verified != nil {
 		t.Errorf("completed: %+v", d)
 	}
+}
+
+// vaultStore is one replica's store in srv: its own client, logged in with
+// the root token.
+func vaultStore(t testing.TB, srv *vaulttest.Server) watch.Store {
+	getenv := func(k string) string { return map[string]string{"VAULT_TOKEN": srv.RootToken()}[k] }
+	c, err := vault.New(context.Background(), vault.Config{Address: srv.Addr()}, getenv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return vault.NewStore(c, "panopto/token")
 }
