@@ -118,6 +118,7 @@ func (w *Watcher) poll(ctx context.Context, r *record, now time.Time) {
 	u := &r.Upload
 	if !now.Before(r.Until) {
 		r.Watching = false
+		w.count.ranOut.Add(1)
 		w.log.Warn("upload watch ran out before a final state; left as last seen",
 			"id", u.ID, "account", u.Account, "state", u.State, "state_name", u.StateName, "watch_for", w.o.WatchFor)
 		return
@@ -126,9 +127,11 @@ func (w *Watcher) poll(ctx context.Context, r *record, now time.Time) {
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return // shutting down: not a poll; the next replica polls
 	}
+	w.count.polls.Add(1)
 	r.Polls++
 	r.NextPoll = now.Add(w.pollDelay(r.Polls))
 	if err != nil {
+		w.count.pollErrors.Add(1)
 		w.log.Warn("polling upload failed", "id", u.ID, "account", u.Account, "err", err)
 		return
 	}
@@ -160,10 +163,12 @@ func (w *Watcher) poll(ctx context.Context, r *record, now time.Time) {
 		// Read the session again at the next poll before telling anyone.
 	case st.State == StateComplete:
 		r.Watching = false
+		w.count.completed.Add(1)
 		w.enqueue(r, webhook.TypeCompleted, now)
 		w.log.Info("upload complete", "id", u.ID, "account", u.Account, "polls", r.Polls)
 	case Final(st.State):
 		r.Watching = false
+		w.count.failed.Add(1)
 		w.enqueue(r, webhook.TypeFailed, now)
 		w.log.Info("upload failed", "id", u.ID, "account", u.Account, "state_name", u.StateName, "polls", r.Polls)
 	}
@@ -210,17 +215,23 @@ func (w *Watcher) deliver(ctx context.Context, r *record) {
 		if now.Sub(p.Message.Timestamp) > w.o.GiveUpAfter {
 			w.log.Error("webhook given up: not delivered in time", "id", r.Upload.ID, "webhook_id", p.Message.ID,
 				"type", p.Message.Type, "attempts", p.Attempts, "give_up_after", w.o.GiveUpAfter)
+			w.count.givenUp.Add(1)
 			r.Queue = r.Queue[1:]
 			continue
 		}
-		err := s.Send(ctx, p.Message)
 		if ctx.Err() != nil {
-			return // not an attempt: the next replica sends it
+			return // shutting down: the next replica sends it
 		}
+		// An attempt under way is finished (webhook.Timeout at most) even
+		// when the replica is shutting down, so that a receiver that has
+		// taken the event does not get it again from the next replica.
+		err := s.Send(context.WithoutCancel(ctx), p.Message)
 		if err == nil {
+			w.count.delivered.Add(1)
 			r.Queue = r.Queue[1:]
 			continue
 		}
+		w.count.failedAttempts.Add(1)
 		if de := (*webhook.DeliveryError)(nil); !errors.As(err, &de) {
 			w.log.Warn("webhook not sent", "id", r.Upload.ID, "webhook_id", p.Message.ID, "type", p.Message.Type, "err", err)
 		}

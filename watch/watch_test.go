@@ -64,6 +64,9 @@ func TestWatchToCompleteWithSession(t *testing.T) {
 	if n := e.pan.pan.Stats().APICalls - before; n != 2+2 {
 		t.Errorf("Panopto API calls while watching: %d, want 4 (2 polls, 2 session reads)", n)
 	}
+	if st := w.Stats(); st != (watch.Stats{Polls: 2, Completed: 1, Delivered: 2}) {
+		t.Errorf("Stats = %+v", st)
+	}
 }
 
 func TestWebhookRetriedInOrderWithSameID(t *testing.T) {
@@ -95,6 +98,9 @@ func TestWebhookRetriedInOrderWithSameID(t *testing.T) {
 	}
 	if all[2].status != http.StatusNoContent {
 		t.Errorf("third attempt answered %d", all[2].status)
+	}
+	if st := w.Stats(); st.Delivered != 2 || st.FailedAttempts != 2 {
+		t.Errorf("Stats = %+v", st)
 	}
 }
 
@@ -158,6 +164,9 @@ func TestProcessingErrorArrivesAsFailed(t *testing.T) {
 	if u := e.get(w.Watcher, up.ID); u.Message != "MediaFileMissing: video.mp4" || u.State != watch.StateProcessingError {
 		t.Errorf("Get = %+v", u)
 	}
+	if st := w.Stats(); st.Failed != 1 || st.Completed != 0 {
+		t.Errorf("Stats = %+v", st)
+	}
 }
 
 func TestWebhooksOffStillWatches(t *testing.T) {
@@ -195,6 +204,9 @@ func TestWatchRunsOut(t *testing.T) {
 	if u := e.get(w.Watcher, up.ID); u.State != watch.StateProcessing || u.Session == nil {
 		t.Errorf("Get = %+v, want Processing as last seen", u)
 	}
+	if st := w.Stats(); st.RanOut != 1 {
+		t.Errorf("Stats = %+v", st)
+	}
 	polls := e.pan.pan.Stats().APICalls
 	w.stop()
 	if got := types(e.rcv.delivered()); got != "upload.processing" {
@@ -224,6 +236,9 @@ func TestWebhookGivenUp(t *testing.T) {
 	})
 	if u := e.get(w.Watcher, up.ID); u.State != watch.StateProcessingError {
 		t.Errorf("Get = %+v", u)
+	}
+	if st := w.Stats(); st.GivenUp != 1 || st.Delivered != 0 {
+		t.Errorf("Stats = %+v", st)
 	}
 	if !strings.Contains(e.logs.String(), "level=ERROR msg=\"webhook given up") {
 		t.Errorf("give-up not logged as an error:\n%s", e.logs.String())

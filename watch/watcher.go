@@ -50,7 +50,9 @@ type Options struct {
 	// (default 2 s and 60 s).
 	PollBase, PollMax time.Duration
 	// Scan is how often the store is listed for watches this replica does
-	// not know of: new ones of other replicas, ones to take over (default 10 s).
+	// not know of: those other replicas started, to take over if their
+	// replica dies (default 30 s). A replica learns of its own at Start,
+	// and of every one at its first scan.
 	Scan time.Duration
 	// Grace is how long past its next due time a record's lease outlives
 	// a holder that died (default 30 s). Hold is the lease taken while
@@ -80,7 +82,7 @@ func (o *Options) defaults() {
 	def(&o.WatchFor, 24*time.Hour)
 	def(&o.PollBase, 2*time.Second)
 	def(&o.PollMax, time.Minute)
-	def(&o.Scan, 10*time.Second)
+	def(&o.Scan, 30*time.Second)
 	def(&o.Grace, 30*time.Second)
 	def(&o.Hold, time.Minute)
 	def(&o.GiveUpAfter, webhook.GiveUpAfter)
@@ -110,6 +112,7 @@ type Watcher struct {
 	log    *slog.Logger
 	sender atomic.Pointer[senderBox]
 	kick   chan struct{}
+	count  counters
 
 	mu    sync.Mutex
 	local map[string]*entry // the watches this replica knows of, by key
@@ -219,8 +222,9 @@ func (w *Watcher) wake() {
 	}
 }
 
-// Run watches until ctx ends, then waits for the steps under way and
-// returns nil. It lists the store every Scan for watches it does not know
+// Run watches until ctx ends, then waits for the steps under way (a
+// webhook attempt under way is finished, webhook.Timeout at most; a poll
+// is cut short) and returns nil. It lists the store every Scan for watches it does not know
 // of and works on each watch when it is due, at most Workers at a time.
 func (w *Watcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -263,25 +267,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 // scan adds the watches in the store this replica does not know of, due
 // now; a step finds out whether they need work.
 func (w *Watcher) scan(ctx context.Context) error {
-	after := ""
-	for {
-		keys, err := w.o.Store.ListKeys(ctx, keyPrefix, after, 1000)
-		if err != nil {
-			return err
-		}
-		now := w.o.Now()
-		w.mu.Lock()
-		for _, k := range keys {
-			if w.local[k] == nil {
-				w.local[k] = &entry{due: now}
-			}
-		}
-		w.mu.Unlock()
-		if len(keys) < 1000 {
-			return nil
-		}
-		after = keys[len(keys)-1]
+	keys, err := w.o.Store.ListKeys(ctx, keyPrefix, "", 0)
+	if err != nil {
+		return err
 	}
+	now := w.o.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range keys {
+		if w.local[k] == nil {
+			w.local[k] = &entry{due: now}
+		}
+	}
+	return nil
 }
 
 // takeDue marks busy and returns the keys due at now, and lowers wake to
