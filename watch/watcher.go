@@ -157,7 +157,8 @@ func (w *Watcher) currentSender() Sender {
 }
 
 // Start begins watching an upload Panopto has just accepted (State=1):
-// u names it (ID, Account, FolderID, Name, Bytes, Metadata). It writes the
+// u names it (ID, Account, FolderID, Name, Bytes, and Metadata as the
+// Metadata function returned it). It writes the
 // watch's record, held by this replica, and returns; the first poll comes
 // PollBase later. The record is written even if ctx (a request's) has
 // ended, since Panopto has the upload either way.
@@ -224,8 +225,9 @@ func (w *Watcher) wake() {
 
 // Run watches until ctx ends, then waits for the steps under way (a
 // webhook attempt under way is finished, webhook.Timeout at most; a poll
-// is cut short) and returns nil. It lists the store every Scan for watches it does not know
-// of and works on each watch when it is due, at most Workers at a time.
+// is cut short) and returns nil. It lists the store every Scan for
+// watches it does not know of and works on each watch when it is due, at
+// most Workers at a time.
 func (w *Watcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
