@@ -18,6 +18,7 @@ package watch
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/webhook"
@@ -131,4 +132,6 @@ func (r *record) due() (time.Time, bool) {
 // keyPrefix starts every upload record's key.
 const keyPrefix = "upload/"
 
-func uploadKey(id string) string { return keyPrefix + id }
+// uploadKey is the store key of upload id. Panopto's ids are GUIDs, which
+// it takes in any case: GET /-/uploads/{ID} finds the watch of {id}.
+func uploadKey(id string) string { return keyPrefix + strings.ToLower(id) }

@@ -52,8 +52,8 @@ func TestWatchToCompleteWithSession(t *testing.T) {
 		!strings.Contains(s.ViewerURL, "Viewer.aspx?id="+info.SessionID) || !strings.Contains(s.EmbedURL, "Embed.aspx?id=") || s.ThumbnailURL == "" {
 		t.Errorf("completed: %+v session %+v", c, s)
 	}
-	// GET /-/uploads/{id} shows the same.
-	u := e.get(w.Watcher, up.ID)
+	// GET /-/uploads/{id} shows the same, whatever the case of the id.
+	u := e.get(w.Watcher, strings.ToUpper(up.ID))
 	a, _ := json.Marshal(u)
 	b, _ := json.Marshal(c)
 	if string(a) != string(b) {
