@@ -15,9 +15,21 @@ func TestSessionOfAnUpload(t *testing.T) {
 	const size = 600 << 10
 	e := newTestEnv(t, false, panoptofake.Options{}, Options{PartSize: 5 * mib})
 	ctx := context.Background()
-	res, err := e.up.Create(ctx, e.tokens, params("lecture.mp4", size), io.LimitReader(panoptofake.PatternReader(size), size))
+	p := params("lecture.mp4", size)
+	var created []string
+	p.Created = func(id string) {
+		info, _ := e.pan.Upload(id)
+		if len(info.Objects) != 0 || info.PendingMultipart != 0 {
+			t.Errorf("Created called after bytes were sent: %+v", info)
+		}
+		created = append(created, id)
+	}
+	res, err := e.up.Create(ctx, e.tokens, p, io.LimitReader(panoptofake.PatternReader(size), size))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(created) != 1 || created[0] != res.ID {
+		t.Errorf("Created saw %q, want %s once", created, res.ID)
 	}
 	st, err := e.up.Get(ctx, e.tokens, res.ID) // starts processing: the session exists
 	if err != nil || st.State != 3 || st.SessionID == "" {
