@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -43,6 +44,8 @@ type fileRecord struct {
 	Dropped      string      `json:"dropped,omitempty"`
 	Identity     *Identity   `json:"identity,omitempty"`
 	Ticket       *TicketMark `json:"ticket,omitempty"`
+	// Data is another package's record, written as the JSON it is.
+	Data json.RawMessage `json:"data,omitempty"`
 	// Account is the record's key, so that List can name it (file names
 	// are hashes); "" for the default grant and records written before.
 	Account string `json:"account,omitempty"`
@@ -55,7 +58,11 @@ func (s *FileStore) file(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	ext := filepath.Ext(s.path)
 	base := strings.TrimSuffix(s.path, ext)
-	return base + ".account-" + hex.EncodeToString(sum[:12]) + ext
+	kind := "account"
+	if k, _, ok := SplitRecordKey(key); ok {
+		kind = k // records of other kinds sit apart: token.upload-….json
+	}
+	return base + "." + kind + "-" + hex.EncodeToString(sum[:12]) + ext
 }
 
 // Load implements Store.
@@ -102,11 +109,18 @@ func (fr fileRecord) record() Record {
 	}
 	rec.Dropped = fr.Dropped
 	rec.Ticket = fr.Ticket
+	if fr.Data != nil {
+		// The file is indented, Data with it; hand it back compact.
+		var b bytes.Buffer
+		if json.Compact(&b, fr.Data) == nil {
+			rec.Data = b.Bytes()
+		}
+	}
 	return rec
 }
 
 func toFileRecord(rec Record, version int64) fileRecord {
-	fr := fileRecord{Version: version, Dropped: rec.Dropped, Ticket: rec.Ticket}
+	fr := fileRecord{Version: version, Dropped: rec.Dropped, Ticket: rec.Ticket, Data: rec.Data}
 	if g := rec.Grant; g != nil {
 		fr.AccessToken = g.AccessToken.Reveal()
 		fr.RefreshToken = g.RefreshToken.Reveal()

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -45,12 +46,16 @@ type Lease struct {
 // Record is one entry of a Store. An account's record holds the grant (nil
 // once logged out or revoked), an optional refresh lease, and why the grant
 // was dropped, if it was. A login ticket marker's record (under
-// TicketMarkerKey) holds only Ticket.
+// TicketMarkerKey) holds only Ticket. The record of another package (an
+// upload watch, an idempotency key; under a key "kind/name", see
+// SplitRecordKey) holds Data, which the store keeps as it is, and may hold
+// a Lease.
 type Record struct {
 	Grant   *Grant
 	Lease   *Lease
 	Dropped string // reason the grant was dropped ("invalid_grant", "logout"), if Grant is nil
 	Ticket  *TicketMark
+	Data    json.RawMessage // another package's record: one JSON value, opaque to the store
 }
 
 // TicketMark names the newest login ticket redeemed for an account, so that

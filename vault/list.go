@@ -46,6 +46,45 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]string, er
 	return names, nil
 }
 
+var _ token.KeyLister = (*Store)(nil)
+
+// ListKeys implements token.KeyLister with one KV v2 LIST of the kind's
+// folder (path/records/kind), which holds no accounts.
+func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	kind, _, ok := token.SplitRecordKey(prefix)
+	if !ok {
+		return nil, fmt.Errorf("vault: list keys: %q does not start with a record kind", prefix)
+	}
+	p := s.path + "/records/" + kind
+	var sec *api.Secret
+	err := s.c.do(ctx, func(ctx context.Context, a *api.Client) error {
+		var err error
+		sec, err = a.Logical().ListWithContext(ctx, s.c.mount+"/metadata/"+p)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: list %s/%s: %w", s.c.mount, p, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, nil // nothing stored yet
+	}
+	raw, _ := sec.Data["keys"].([]any)
+	var keys []string
+	for _, k := range raw {
+		ks, _ := k.(string)
+		name, ok := UnescapeKey(ks)
+		key := kind + "/" + name
+		if ok && strings.HasPrefix(key, prefix) && key > after {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+	}
+	return keys, nil
+}
+
 // UnescapeKey reverses EscapeKey; ok is false for a segment EscapeKey
 // cannot have made (a folder, a stray key).
 func UnescapeKey(seg string) (string, bool) {

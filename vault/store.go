@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,7 +24,9 @@ var _ token.Store = (*Store)(nil)
 
 // NewStore returns a store rooted at path under the client's KV v2 mount.
 // The default grant (key "") is at path; account k is at
-// path + "/accounts/" + EscapeKey(k).
+// path + "/accounts/" + EscapeKey(k); a record of another kind, "kind/name"
+// (token.SplitRecordKey), at path + "/records/" + kind + "/" +
+// EscapeKey(name).
 func NewStore(c *Client, path string) *Store {
 	return &Store{c: c, path: strings.Trim(path, "/")}
 }
@@ -52,6 +55,9 @@ func EscapeKey(k string) string {
 func (s *Store) keyPath(key string) string {
 	if key == "" {
 		return s.path
+	}
+	if kind, name, ok := token.SplitRecordKey(key); ok {
+		return s.path + "/records/" + kind + "/" + EscapeKey(name)
 	}
 	return s.path + "/accounts/" + EscapeKey(key)
 }
@@ -145,6 +151,8 @@ const (
 	// A login ticket marker's record: the newest redeemed ticket.
 	keyTicketIssuedAt = "ticket_iat"
 	keyTicketID       = "ticket_id"
+	// Another package's record: its JSON, as a string.
+	keyData = "data"
 )
 
 // encodeRecord writes the grant keys only when there is a grant, the lease
@@ -173,6 +181,9 @@ func encodeRecord(rec token.Record) map[string]any {
 	if t := rec.Ticket; t != nil {
 		m[keyTicketIssuedAt] = formatTime(t.IssuedAt)
 		m[keyTicketID] = t.ID
+	}
+	if rec.Data != nil {
+		m[keyData] = string(rec.Data)
 	}
 	return m
 }
@@ -231,7 +242,14 @@ func decodeRecord(m map[string]any) (token.Record, error) {
 	if hasTicket {
 		rec.Ticket = &token.TicketMark{IssuedAt: tm(keyTicketIssuedAt), ID: ticketID}
 	}
-	if !hasDropped && !hasGrant && !hasLease && !hasTicket {
+	data, hasData := str(keyData)
+	if hasData {
+		if !json.Valid([]byte(data)) {
+			errs = append(errs, fmt.Errorf("key %q is not JSON", keyData))
+		}
+		rec.Data = json.RawMessage(data)
+	}
+	if !hasDropped && !hasGrant && !hasLease && !hasTicket && !hasData {
 		errs = append(errs, errors.New("no record keys"))
 	}
 	if err := errors.Join(errs...); err != nil {

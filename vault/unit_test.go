@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -126,6 +127,12 @@ func TestEscapeKey(t *testing.T) {
 	if got := s.keyPath("a@b"); got != "panopto/token/accounts/a=40b" {
 		t.Errorf("keyPath(a@b) = %q", got)
 	}
+	if got := s.keyPath("idem/a@b/0f"); got != "panopto/token/records/idem/a=40b=2F0f" {
+		t.Errorf("keyPath(idem/a@b/0f) = %q", got)
+	}
+	if got := s.keyPath(token.TicketMarkerKey("a")); got != "panopto/token/accounts/login-ticket=2Fa" {
+		t.Errorf("keyPath(ticket marker) = %q", got)
+	}
 }
 
 func TestRecordWireForm(t *testing.T) {
@@ -142,6 +149,8 @@ func TestRecordWireForm(t *testing.T) {
 		{"ticket mark", token.Record{Ticket: &token.TicketMark{IssuedAt: time.Date(2026, 3, 1, 9, 0, 0, 123456789, time.UTC), ID: "T0"}}},
 		{"grant with bare identity", token.Record{Grant: &token.Grant{AccessToken: "at", Identity: &token.Identity{Subject: "alice"}}}},
 		{"lease", token.Record{Lease: &token.Lease{Holder: "pod-1", Until: exp}}},
+		{"data", token.Record{Data: json.RawMessage(`{"id":"u-1","metadata":{"task_id":123}}`)}},
+		{"data with lease", token.Record{Data: json.RawMessage(`{"id":"u-1"}`), Lease: &token.Lease{Holder: "pod-2", Until: exp}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,6 +175,8 @@ func TestRecordCorrupt(t *testing.T) {
 		"bad time":          {keyAccessToken: "at", keyExpiresAt: "tomorrow", keyDropped: ""},
 		"bad lease time":    {keyLeaseHolder: "a", keyLeaseUntil: "1700000000", keyDropped: ""},
 		"dropped not  text": {keyDropped: true},
+		"data not JSON":     {keyData: "{"},
+		"data not text":     {keyData: map[string]any{"id": "u-1"}},
 	}
 	for name, m := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -207,6 +218,9 @@ func assertRecord(t *testing.T, got, want token.Record) {
 		if got.Lease.Holder != want.Lease.Holder || !got.Lease.Until.Equal(want.Lease.Until) {
 			t.Errorf("Lease = %+v, want %+v", *got.Lease, *want.Lease)
 		}
+	}
+	if string(got.Data) != string(want.Data) {
+		t.Errorf("Data = %s, want %s", got.Data, want.Data)
 	}
 	switch g, w := got.Ticket, want.Ticket; {
 	case (g == nil) != (w == nil):

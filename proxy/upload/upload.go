@@ -145,6 +145,10 @@ type Params struct {
 	Account     string // for the log only
 	// Size is the body's length, or -1 when unknown (chunked).
 	Size int64
+	// Created, if set, is called with the sessionUpload's id as soon as
+	// Panopto has created it, before the bytes are sent (an idempotency
+	// key records it then).
+	Created func(id string)
 }
 
 // Result is what POST /-/uploads answers.
@@ -320,6 +324,9 @@ func (u *Uploader) Create(ctx context.Context, tokens Tokens, p Params, body io.
 		return Result{}, e
 	}
 	id = s.ID
+	if p.Created != nil {
+		p.Created(id)
+	}
 	up := &s3Upload{u: u, base: s.targetPath, key: p.Name}
 	firstDone := rerr != nil // the whole body fit in the first buffer
 	total, err := u.stream(ctx, sh, up, first[:n], firstDone, body, &sent)
