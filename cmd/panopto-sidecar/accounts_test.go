@@ -72,8 +72,9 @@ func interleave(t *testing.T, base string, users map[string]string, n int) {
 // interleaved under load never get each other's token; the account header
 // never reaches Panopto.
 func TestAccountsIdentityProvider(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	const appKey = "3f0e6d1c-app-key-for-unilms"
 	pan := startPanopto(t, panoptofake.Options{
 		RedirectURIs:      []string{"http://" + addr + "/redirect"},
@@ -108,8 +109,9 @@ func TestAccountsIdentityProvider(t *testing.T) {
 	if one.Account != "alice" || !one.Connected {
 		t.Errorf("status?account=alice: %+v", one)
 	}
+	metrics := fetch(t, sc.URL+"/metrics")
 	assertNoSecrets(t, append(secretsIn(t, dir), appKey, panoptofake.IdentityProviderPassword(`unilms\alice`, appKey)),
-		map[string]string{"logs": sc.LogsNow(), "status": status, "metrics": fetch(t, sc.URL+"/metrics")})
+		map[string]string{"logs": sc.LogsAtStop(), "status": status, "metrics": metrics})
 }
 
 // TestAccountsLogin: accounts.mode login: each user connects once through
@@ -117,8 +119,9 @@ func TestAccountsIdentityProvider(t *testing.T) {
 // gets 503 saying where to connect, never another user's token; logout
 // revokes at Panopto.
 func TestAccountsLogin(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	cfg := baseConfig(pan.URL, dir) + "accounts: {mode: login, identity_claim: preferred_username}\n"
 	sc := startSidecar(t, dir, addr, cfg, nil)
@@ -188,8 +191,9 @@ func TestAccountsLogin(t *testing.T) {
 // TestAccountHeaderStrippedWhenOff: with accounts off, the header is
 // stripped and ignored: the default grant is used.
 func TestAccountHeaderStrippedWhenOff(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour, DefaultUser: "svc.ontrack"})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 	logIn(t, sc.URL)

@@ -321,7 +321,7 @@ func newCrashRig(t *testing.T, cfgBody string, extraEnv ...string) (*crashRig, s
 	}
 	bin := buildSidecar(t)
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	fake := panoptofake.New(panoptofake.Options{ClientID: testClientID, ClientSecret: testClientSecret,
 		RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: crashTTL})
 	slow := &slowRefresh{h: fake}
@@ -362,6 +362,7 @@ func newCrashRig(t *testing.T, cfgBody string, extraEnv ...string) (*crashRig, s
 // window between the stand-in rotating the refresh token and the sidecar
 // storing it.
 func TestCrashFileStore(t *testing.T) {
+	t.Parallel()
 	storeDir := t.TempDir()
 	tokenFile := filepath.Join(storeDir, "panopto-token.json")
 	r, _ := newCrashRig(t, "token_store: {type: file, path: "+tokenFile+"}")
@@ -407,6 +408,7 @@ func TestCrashFileStore(t *testing.T) {
 // TestCrashVaultStore: the same loop with the token store in a Vault KV v2
 // (check-and-set), fewer kills.
 func TestCrashVaultStore(t *testing.T) {
+	t.Parallel()
 	vs := vaulttest.StartDev(t)
 	kv := vs.Client(t).KVv2("secret")
 	r, _ := newCrashRig(t, fmt.Sprintf("vault: {address: %s, auth: token, mount: secret}\ntoken_store: {type: vault, path: panopto/crash}", vs.Addr()),

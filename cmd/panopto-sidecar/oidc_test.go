@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -218,8 +217,8 @@ func TestAgainstOIDCProvider(t *testing.T) {
 	secret := "oidc-client-secret-" + hex.EncodeToString(b)
 
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	_, peerPort, _ := net.SplitHostPort(freeAddr(t))
+	addr := holdAddr(t)
+	peerPort := childPort(t)
 	peer := startOIDCPeer(t, node, peerDir, peerPort, secret, "http://"+addr+"/redirect", ttl)
 	issuer := peer.URL + "/Panopto/oauth2"
 
@@ -326,7 +325,7 @@ shutdown_grace: 10s
 	if err := sc.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
-	logs := sc.LogsNow()
+	logs := sc.LogsAtStop()
 
 	refreshes := st.TokenCalls["refresh_token"]
 	t.Logf("oidc-provider: login in %d hops, %v of traffic over %v since login, %d requests (%d ok, %d failed), API saw %d (%d inactive bearers, %d without), "+

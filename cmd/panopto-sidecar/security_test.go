@@ -60,8 +60,9 @@ func (p *pathRecorder) all() []string {
 // configured upstream is contacted, and only on a route; hostile requests
 // from a raw socket are refused with a clear status.
 func TestNoOpenProxyAndHostileRequests(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	var canaryHits atomic.Int32
 	canary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { canaryHits.Add(1) }))
 	defer canary.Close()
@@ -137,8 +138,9 @@ func TestNoOpenProxyAndHostileRequests(t *testing.T) {
 // the login (a cookie): another browser cannot end it; it is single-use, and
 // an unknown state is refused.
 func TestLoginCallbackSecurity(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 
@@ -227,8 +229,9 @@ func TestLoginCallbackSecurity(t *testing.T) {
 // loop), past expiry requests get 503 panopto_not_connected, and once the
 // endpoint is back the sidecar recovers by itself.
 func TestTokenEndpointOutage(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: 3 * time.Second})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 	logIn(t, sc.URL)

@@ -35,8 +35,9 @@ func (s *slowReader) Read(p []byte) (int, error) {
 // upload is in flight lets it finish, refuses new connections, and run
 // returns nil (exit 0); the token store is left as it was.
 func TestGracefulShutdownDuringUpload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 	logIn(t, sc.URL)

@@ -22,12 +22,13 @@ import (
 // the upload finish within shutdown_grace, exits 0, and leaves the token
 // store as it was.
 func TestSIGTERMDuringLargeUpload(t *testing.T) {
+	t.Parallel()
 	size := int64(512 << 20)
 	if testing.Short() {
 		size = 64 << 20
 	}
 	bin := buildSidecar(t)
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	rs := startRealSidecar(t, bin, addr, pan, "shutdown_grace: 60s\n")
 	cmd, base, dir, logPath := rs.cmd, rs.base, rs.dir, rs.logPath

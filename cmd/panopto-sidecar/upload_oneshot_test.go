@@ -135,14 +135,18 @@ func pollUpload(t *testing.T, base, account, id string) uploadState {
 // while the bodies stream; one body has a Content-Length, the other is
 // chunked. Each session lands as its own Panopto user and reaches State 4.
 func TestUploadOneRequest(t *testing.T) {
+	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) { uploadOneRequest(t, useTLS) })
+		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) {
+			t.Parallel()
+			uploadOneRequest(t, useTLS)
+		})
 	}
 }
 
 func uploadOneRequest(t *testing.T, useTLS bool) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	o := panoptofake.Options{
 		RedirectURIs:      []string{"http://" + addr + "/redirect"},
 		IdentityProviders: map[string]string{"unilms": oneShotAppKey},
@@ -226,7 +230,7 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
-	logs := sc.LogsNow()
+	logs := sc.LogsAtStop()
 	var lines int
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, `"msg":"upload"`) {
@@ -248,8 +252,9 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 // TestUploadOneRequestRefusals: bad parameters are answered 400 and an
 // unconnected account 503 before anything is created at Panopto.
 func TestUploadOneRequestRefusals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{
 		RedirectURIs:      []string{"http://" + addr + "/redirect"},
 		IdentityProviders: map[string]string{"unilms": oneShotAppKey},
@@ -295,8 +300,9 @@ func TestUploadOneRequestRefusals(t *testing.T) {
 // body. The sidecar aborts the multipart upload and cancels the
 // sessionUpload: the stand-in holds nothing half-done.
 func TestUploadOneRequestClientKilled(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"uploads: {part_size: 5MiB}\n", nil)
 	logIn(t, sc.URL)
@@ -329,7 +335,7 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 	testsupport.WaitFor(t, 5*time.Second, "the failure counted", func() bool {
 		return strings.Contains(fetch(t, sc.URL+"/metrics"), "panopto_sidecar_uploads_failed_total{reason=")
 	})
-	if l := sc.LogsNow(); !strings.Contains(l, `"result":"failed"`) || !strings.Contains(l, `"cancelled":true`) || !strings.Contains(l, `"aborted":true`) {
+	if l := sc.LogsAtStop(); !strings.Contains(l, `"result":"failed"`) || !strings.Contains(l, `"cancelled":true`) || !strings.Contains(l, `"aborted":true`) {
 		t.Fatalf("no failed upload log line:\n%s", lastLines(l, 10))
 	}
 }
@@ -338,9 +344,10 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 // request with the default 16 MiB parts; it reaches State 4 and the
 // sidecar's peak RSS (VmHWM) stays within 96 MiB.
 func TestUploadOneRequest1GiB(t *testing.T) {
+	t.Parallel()
 	const size = 1 << 30
 	bin := buildSidecar(t)
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, S3SecretKey: "dummy"})
 	rs := startRealSidecar(t, bin, addr, pan, "")
 	cmd, base, logPath := rs.cmd, rs.base, rs.logPath

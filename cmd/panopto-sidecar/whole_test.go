@@ -21,7 +21,7 @@ import (
 // appears in the logs, /-/status or /metrics.
 func TestWholeProgram(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{
 		RedirectURIs: []string{"http://" + addr + "/redirect"},
 		AccessTTL:    3 * time.Second,
