@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 // whoami asks the stand-in, through the sidecar, whose token arrived.
@@ -87,7 +88,7 @@ func TestAccountsIdentityProvider(t *testing.T) {
 	users := map[string]string{"alice": `unilms\alice`, "bob": `unilms\bob`}
 	interleave(t, sc.URL, users, 60)
 	// Across a refresh of each account (2 s tokens).
-	time.Sleep(1500 * time.Millisecond)
+	testsupport.WaitFor(t, 5*time.Second, "a refresh of each account", func() bool { return pan.Stats().Refreshes >= 2 })
 	interleave(t, sc.URL, users, 60)
 	st := pan.Stats()
 	if st.TokenCalls["password"] != 2 {
