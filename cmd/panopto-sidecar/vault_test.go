@@ -163,12 +163,27 @@ func TestVaultReplicas(t *testing.T) {
 		at, err := time.Parse(time.RFC3339Nano, exp[0])
 		return err == nil && time.Until(at) > ttl*3/4 // the fresh token, not the one before
 	})
+	storeErrors := func(sc *sidecarProc) float64 {
+		return metricValue(fetch(t, sc.URL+"/metrics"), `panopto_sidecar_token_refreshes_total{result="store_error"}`)
+	}
+	var errorsBefore []float64
+	for _, sc := range scs {
+		errorsBefore = append(errorsBefore, storeErrors(sc))
+	}
 	vs.Stop()
 	downAt := time.Now()
 	failedBefore := st.failed.Load()
-	// Longer than a refresh interval (half the token's life), shorter than
-	// what is left of it.
-	time.Sleep(ttl * 9 / 16)
+	// Down until every replica's refresh fell due and failed for want of the
+	// store (half the token's life, less jitter), which is shorter than what
+	// is left of it.
+	testsupport.WaitFor(t, ttl*3/4, "a failed refresh at every replica", func() bool {
+		for i, sc := range scs {
+			if storeErrors(sc) == errorsBefore[i] {
+				return false
+			}
+		}
+		return true
+	})
 	var status struct {
 		Vault map[string]any `json:"vault"`
 	}
