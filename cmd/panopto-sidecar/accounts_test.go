@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
+	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 )
 
 // whoami asks the stand-in, through the sidecar, whose token arrived.
@@ -72,8 +73,9 @@ func interleave(t *testing.T, base string, users map[string]string, n int) {
 // interleaved under load never get each other's token; the account header
 // never reaches Panopto.
 func TestAccountsIdentityProvider(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	const appKey = "3f0e6d1c-app-key-for-unilms"
 	pan := startPanopto(t, panoptofake.Options{
 		RedirectURIs:      []string{"http://" + addr + "/redirect"},
@@ -86,7 +88,7 @@ func TestAccountsIdentityProvider(t *testing.T) {
 	users := map[string]string{"alice": `unilms\alice`, "bob": `unilms\bob`}
 	interleave(t, sc.URL, users, 60)
 	// Across a refresh of each account (2 s tokens).
-	time.Sleep(1500 * time.Millisecond)
+	testsupport.WaitFor(t, 5*time.Second, "a refresh of each account", func() bool { return pan.Stats().Refreshes >= 2 })
 	interleave(t, sc.URL, users, 60)
 	st := pan.Stats()
 	if st.TokenCalls["password"] != 2 {
@@ -108,8 +110,9 @@ func TestAccountsIdentityProvider(t *testing.T) {
 	if one.Account != "alice" || !one.Connected {
 		t.Errorf("status?account=alice: %+v", one)
 	}
+	metrics := fetch(t, sc.URL+"/metrics")
 	assertNoSecrets(t, append(secretsIn(t, dir), appKey, panoptofake.IdentityProviderPassword(`unilms\alice`, appKey)),
-		map[string]string{"logs": sc.LogsNow(), "status": status, "metrics": fetch(t, sc.URL+"/metrics")})
+		map[string]string{"logs": sc.LogsAtStop(), "status": status, "metrics": metrics})
 }
 
 // TestAccountsLogin: accounts.mode login: each user connects once through
@@ -117,8 +120,9 @@ func TestAccountsIdentityProvider(t *testing.T) {
 // gets 503 saying where to connect, never another user's token; logout
 // revokes at Panopto.
 func TestAccountsLogin(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	cfg := baseConfig(pan.URL, dir) + "accounts: {mode: login, identity_claim: preferred_username}\n"
 	sc := startSidecar(t, dir, addr, cfg, nil)
@@ -188,8 +192,9 @@ func TestAccountsLogin(t *testing.T) {
 // TestAccountHeaderStrippedWhenOff: with accounts off, the header is
 // stripped and ignored: the default grant is used.
 func TestAccountHeaderStrippedWhenOff(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour, DefaultUser: "svc.ontrack"})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 	logIn(t, sc.URL)

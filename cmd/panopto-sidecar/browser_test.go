@@ -25,8 +25,9 @@ import (
 // cross-site navigation, still connects; curl-style requests and a name in
 // inbound.allowed_hosts pass, and a name added there by a reload passes.
 func TestBrowsersCannotDriveListen(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	fake := panoptofake.New(panoptofake.Options{ClientID: testClientID, ClientSecret: testClientSecret,
 		RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})

@@ -61,9 +61,10 @@ func dumpDOM(t *testing.T, bin, url string, extra ...string) string {
 // another site cannot log the sidecar out (fetch or form) nor upload
 // through it; a name rebound to 127.0.0.1 gets 421.
 func TestChromiumCannotDriveListen(t *testing.T) {
+	t.Parallel()
 	bin := chromium(t)
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	// The browser uses localhost; Panopto and the attacker are on
 	// 127.0.0.1, another site.
@@ -135,7 +136,7 @@ async function send(name, url, init) {
 	if got := rec.all()[before:]; len(got) != 0 {
 		t.Errorf("pages of another site reached Panopto: %q", got)
 	}
-	logs := sc.LogsNow()
+	logs := sc.LogsAtStop()
 	for _, want := range []string{
 		`"method":"POST","path":"/-/logout","status":403`,
 		`"method":"POST","path":"/-/uploads","status":403`,

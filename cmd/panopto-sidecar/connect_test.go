@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -140,8 +139,8 @@ func TestConnectAgainstOIDCProvider(t *testing.T) {
 	rand.Read(b)
 	secret := "oidc-client-secret-" + hex.EncodeToString(b)
 	dir := t.TempDir()
-	addr, pubAddr := freeAddr(t), freeAddr(t)
-	_, peerPort, _ := net.SplitHostPort(freeAddr(t))
+	addr, pubAddr := holdAddr(t), holdAddr(t)
+	peerPort := childPort(t)
 	peer := startOIDCPeer(t, node, peerDir, peerPort, secret, "http://"+pubAddr+"/redirect", time.Hour)
 	pub := "http://" + pubAddr
 
@@ -261,7 +260,7 @@ shutdown_grace: 10s
 	if code := statusCode(pub + "/-/healthz"); code != 0 {
 		t.Errorf("public listener still answers after the stop: %d", code)
 	}
-	logs := sc.LogsNow()
+	logs := sc.LogsAtStop()
 	issued := peer.issued(t)
 	for _, s := range issued {
 		registerSecret(s)
@@ -278,8 +277,9 @@ shutdown_grace: 10s
 // serves the same certificate and asks browsers for none, while listen
 // requires OnTrack's client certificate; a ticketed login works through it.
 func TestConnectPublicListenerTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr, pubAddr := freeAddr(t), freeAddr(t)
+	addr, pubAddr := holdAddr(t), holdAddr(t)
 	pub := "https://" + pubAddr
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{pub + "/redirect"}, AccessTTL: time.Hour})
 	ca := testsupport.NewCert(t, "test CA", nil, true)
@@ -364,12 +364,13 @@ accounts: {mode: login, return_to: ["https://ontrack.example/panopto/"], identit
 // TestConnectAcrossReplicas: two sidecars share one Vault token store; a
 // link minted on one completes on the other, and is then used up on both.
 func TestConnectAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	vs := vaulttest.StartPersistent(t)
 	kv := vs.Client(t).KVv2("secret")
 	if _, err := kv.Put(context.Background(), "panopto/client", map[string]any{"client_id": testClientID, "client_secret": testClientSecret}); err != nil {
 		t.Fatal(err)
 	}
-	addrs := []string{freeAddr(t), freeAddr(t)}
+	addrs := []string{holdAddr(t), holdAddr(t)}
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addrs[0] + "/redirect", "http://" + addrs[1] + "/redirect"}, AccessTTL: time.Hour})
 	env := map[string]string{"VAULT_TOKEN": vs.RootToken(), "PANOPTO_CLIENT_ID": "", "PANOPTO_CLIENT_SECRET": ""}
 	registerSecret(vs.RootToken())

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,9 +32,8 @@ import (
 // call, rotated grant written) happens about every second, and is killed at
 // random points of that cycle.
 const (
-	crashKillsFile       = 100
-	crashKillsVault      = 40
-	crashKillsShort      = 12
+	crashKillsFile       = 20 // PANOPTO_SIDECAR_CRASH_ROUNDS sets it (.ci/run: 100 on its scheduled runs)
+	crashKillsShort      = 12 // with -short, and at least this many in the Vault loop
 	crashTTL             = 2 * time.Second
 	crashMaxWait         = 1500 * time.Millisecond            // random wait before each kill
 	crashDelayBefore     = 30 * time.Millisecond              // at most, before the stand-in sees a refresh (lease held)
@@ -171,7 +171,7 @@ func (r *crashRig) run() {
 	if ok, _ := r.alive(5 * time.Second); !ok {
 		t.Fatalf("not serving after the first login\n%s", r.sc.tail())
 	}
-	deadline := time.Now().Add(170 * time.Second)
+	deadline := time.Now().Add(max(60*time.Second, time.Duration(r.kills)*1700*time.Millisecond))
 	for i := range r.kills {
 		if time.Now().After(deadline) {
 			t.Fatalf("kill loop ran out of time after %d kills", i)
@@ -321,7 +321,7 @@ func newCrashRig(t *testing.T, cfgBody string, extraEnv ...string) (*crashRig, s
 	}
 	bin := buildSidecar(t)
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	fake := panoptofake.New(panoptofake.Options{ClientID: testClientID, ClientSecret: testClientSecret,
 		RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: crashTTL})
 	slow := &slowRefresh{h: fake}
@@ -347,11 +347,7 @@ func newCrashRig(t *testing.T, cfgBody string, extraEnv ...string) (*crashRig, s
 			t.Logf("sidecar logs:\n%s", lastLines(string(b), 150))
 		}
 	})
-	kills := crashKillsFile
-	if testing.Short() {
-		kills = crashKillsShort
-	}
-	r := &crashRig{t: t, pan: pan, slow: slow, sc: sc, kills: kills, secrets: map[string]bool{}}
+	r := &crashRig{t: t, pan: pan, slow: slow, sc: sc, kills: crashKills(t), secrets: map[string]bool{}}
 	return r, dir
 }
 
@@ -362,6 +358,7 @@ func newCrashRig(t *testing.T, cfgBody string, extraEnv ...string) (*crashRig, s
 // window between the stand-in rotating the refresh token and the sidecar
 // storing it.
 func TestCrashFileStore(t *testing.T) {
+	t.Parallel()
 	storeDir := t.TempDir()
 	tokenFile := filepath.Join(storeDir, "panopto-token.json")
 	r, _ := newCrashRig(t, "token_store: {type: file, path: "+tokenFile+"}")
@@ -407,13 +404,12 @@ func TestCrashFileStore(t *testing.T) {
 // TestCrashVaultStore: the same loop with the token store in a Vault KV v2
 // (check-and-set), fewer kills.
 func TestCrashVaultStore(t *testing.T) {
+	t.Parallel()
 	vs := vaulttest.StartDev(t)
 	kv := vs.Client(t).KVv2("secret")
 	r, _ := newCrashRig(t, fmt.Sprintf("vault: {address: %s, auth: token, mount: secret}\ntoken_store: {type: vault, path: panopto/crash}", vs.Addr()),
 		"VAULT_TOKEN="+vs.RootToken())
-	if !testing.Short() {
-		r.kills = crashKillsVault
-	}
+	r.kills = max(r.kills*2/5, crashKillsShort) // a Vault round costs more
 	r.inspect = func() (storedGrant, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -433,6 +429,23 @@ func TestCrashVaultStore(t *testing.T) {
 	r.secrets[vs.RootToken()] = true
 	r.run()
 	r.report("vault")
+}
+
+// crashKills is how many times the file store's loop kills the sidecar:
+// crashKillsFile, crashKillsShort with -short, or PANOPTO_SIDECAR_CRASH_ROUNDS
+// (the full loop is 100).
+func crashKills(t *testing.T) int {
+	if v := os.Getenv("PANOPTO_SIDECAR_CRASH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("PANOPTO_SIDECAR_CRASH_ROUNDS=%q: want a count of kills", v)
+		}
+		return n
+	}
+	if testing.Short() {
+		return crashKillsShort
+	}
+	return crashKillsFile
 }
 
 var shortClient = &http.Client{Timeout: 5 * time.Second}

@@ -33,6 +33,7 @@ const (
 type faultUpstream struct {
 	srv     *httptest.Server
 	release chan struct{} // closed at the end: stalled handlers return
+	sinking sync.Map      // query of every /sink request that reached the upstream
 }
 
 func resetConn(c net.Conn) {
@@ -91,6 +92,7 @@ func newFaultUpstream(t *testing.T) *faultUpstream {
 	})
 	// Reads the whole body, then answers.
 	mux.HandleFunc("/Panopto/Upload/sink", func(w http.ResponseWriter, r *http.Request) {
+		u.sinking.Store(r.URL.RawQuery, true)
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
 			return
@@ -130,8 +132,9 @@ func openFDs(t *testing.T) int {
 // after 50 rounds the goroutines and fds are back to where they started.
 func TestUpstreamFaultsAndLeaks(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	up := newFaultUpstream(t)
+	sinking := &up.sinking
 	cfg := baseConfig(up.srv.URL, dir) + `routes: [{prefix: /Panopto/Upload/, inject: false}]
 timeouts: {upstream_headers: 1s}
 `
@@ -236,7 +239,7 @@ timeouts: {upstream_headers: 1s}
 				return err
 			}
 			defer up.Close()
-			fmt.Fprintf(up, "POST /Panopto/Upload/sink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n", faultBodySize)
+			fmt.Fprintf(up, "POST /Panopto/Upload/sink?round=%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n", id, faultBodySize)
 			up.Write(make([]byte, 1024))
 
 			slow, err := net.Dial("tcp", addr)
@@ -249,7 +252,16 @@ timeouts: {upstream_headers: 1s}
 			if line, err := bufio.NewReaderSize(slow, 16).ReadString('\n'); err != nil || !strings.Contains(line, " 200 ") {
 				return fmt.Errorf("slow reader: %q %v", line, err)
 			}
-			time.Sleep(100 * time.Millisecond) // both are stuck now
+			// Both are stuck once the upload reached the upstream (the
+			// slow reader's response is stuck from its first line on).
+			for stuck := time.Now().Add(faultPrompt); ; time.Sleep(5 * time.Millisecond) {
+				if _, ok := sinking.Load("round=" + id); ok {
+					break
+				}
+				if time.Now().After(stuck) {
+					return errors.New("the stalled upload never reached the upstream")
+				}
+			}
 			for i := range 10 {
 				start := time.Now()
 				resp, err := client.Get(sc.URL + "/Panopto/Upload/ok")
@@ -304,9 +316,7 @@ timeouts: {upstream_headers: 1s}
 	if out := stdlog.String(); out != "" {
 		t.Errorf("written to the standard library's global logger instead of the sidecar's log:\n%s", lastLines(out, 5))
 	}
-	if !strings.Contains(sc.LogsNow(), "reset") {
-		t.Errorf("the sidecar's log says nothing of the upstream resets")
-	}
+	sc.WaitLog(t, "reset") // the upstream resets are in the sidecar's log
 	// Still serving after all that.
 	if c := statusCode(sc.URL + "/Panopto/Upload/ok"); c != 200 {
 		t.Fatalf("after the faults: %d", c)

@@ -112,7 +112,7 @@ func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *s
 			t.Fatalf("sidecar exited: %v\n%s", p.err, p.Logs.String())
 		default:
 		}
-		if resp, err := http.Get(url + "/-/healthz"); err == nil {
+		if resp, err := shortClient.Get(url + "/-/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return p
@@ -254,11 +254,25 @@ func withoutOK(s string) string {
 	return b.String()
 }
 
-// LogsNow returns the sidecar's log once what it wrote so far has been
-// flushed (log lines are written out in batches).
-func (p *sidecarProc) LogsNow() string {
-	time.Sleep(3 * flushEvery)
+// LogsAtStop stops the sidecar and returns its whole log: log lines are
+// written out in batches, and only stopping flushes the last of them.
+func (p *sidecarProc) LogsAtStop() string {
+	p.Stop()
 	return p.Logs.String()
+}
+
+// WaitLog waits until the sidecar's log holds every one of the texts.
+func (p *sidecarProc) WaitLog(t testing.TB, texts ...string) {
+	t.Helper()
+	testsupport.WaitFor(t, 5*time.Second, fmt.Sprintf("log lines with %q", texts), func() bool {
+		logs := p.Logs.String()
+		for _, s := range texts {
+			if !strings.Contains(logs, s) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // realSidecar is the built binary serving a minimal config against a

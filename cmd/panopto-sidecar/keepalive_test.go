@@ -25,6 +25,7 @@ import (
 // /-/accounts?state=disconnected and tried once only; with the file store
 // and with Vault. Without keep-alive, alice's grant is dead by then.
 func TestKeepAlive(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		store     string
 		keepAlive string
@@ -37,7 +38,7 @@ func TestKeepAlive(t *testing.T) {
 		t.Run(tc.store+" keep_alive "+tc.keepAlive, func(t *testing.T) {
 			t.Parallel()
 			const refreshTTL = 12 * time.Second
-			addr := freeAddr(t)
+			addr := holdAddr(t)
 			pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: 3 * time.Second, RefreshTTL: refreshTTL})
 			dir := t.TempDir()
 			cfg := baseConfig(pan.URL, dir)

@@ -54,8 +54,9 @@ func TestCheckExplainsIdentityClaim(t *testing.T) {
 // TestStartWarnsIdentityUnchecked: serve with identity_claim none says at
 // start that logins are not checked.
 func TestStartWarnsIdentityUnchecked(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"accounts: {mode: login, identity_claim: none}\n", nil)
 	testsupport.WaitFor(t, 5*time.Second, "the start-up warning", func() bool {
@@ -68,8 +69,9 @@ func TestStartWarnsIdentityUnchecked(t *testing.T) {
 // (of the default grant and of an account) say to connect with POST
 // /-/connect rather than point at a /-/login there that answers 403.
 func TestPublicListenOffersNoForbiddenLoginURL(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr, pubAddr := freeAddr(t), freeAddr(t)
+	addr, pubAddr := holdAddr(t), holdAddr(t)
 	pub := "http://" + pubAddr
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{pub + "/redirect"}, AccessTTL: time.Hour})
 	cfg := strings.Replace(baseConfig(pan.URL, dir), "public_url: {{URL}}", "public_url: "+pub, 1) +

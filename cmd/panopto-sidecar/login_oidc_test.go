@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"path/filepath"
@@ -30,8 +29,8 @@ func TestRefusedLoginKeepsVictimsGrant(t *testing.T) {
 	rand.Read(b)
 	secret := "oidc-client-secret-" + hex.EncodeToString(b)
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	_, peerPort, _ := net.SplitHostPort(freeAddr(t))
+	addr := holdAddr(t)
+	peerPort := childPort(t)
 	peer := startOIDCPeer(t, node, peerDir, peerPort, secret, "http://"+addr+"/redirect", time.Hour)
 
 	cfg := fmt.Sprintf(`listen: {{LISTEN}}
@@ -90,7 +89,7 @@ shutdown_grace: 10s
 	if code, body := apiAs(t, sc.URL, "/Panopto/api/v1/folders", "bob"); code != 200 || !strings.Contains(body, `"User":"bob"`) {
 		t.Fatalf("bob's request after the refused login: %d %s", code, body)
 	}
-	logs := sc.LogsNow()
+	logs := sc.LogsAtStop()
 	for _, want := range []string{`"event":"login","account":"mallory"`, `"result":"identity_mismatch","panopto_sub":"bob"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("no audit line with %s", want)

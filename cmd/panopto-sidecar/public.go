@@ -57,7 +57,7 @@ func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS 
 	if cfg.PublicListen == "" {
 		return nil, nil
 	}
-	raw, err := net.Listen("tcp", cfg.PublicListen)
+	raw, err := listenTCP("tcp", cfg.PublicListen)
 	if err != nil {
 		return nil, fmt.Errorf("public_listen %s: %w", cfg.PublicListen, err)
 	}

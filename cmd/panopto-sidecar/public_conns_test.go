@@ -18,14 +18,15 @@ import (
 // public_max_conns connections open; one more waits, unanswered, until a
 // held one closes, and is then served.
 func TestPublicListenerConnectionCap(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	pubAddr := freeAddr(t)
+	pubAddr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{})
 	cfg := baseConfig(pan.URL, dir) + fmt.Sprintf(`public_listen: %s
 public_max_conns: 2
 accounts: {mode: login, return_to: ["https://ontrack.example/panopto/"], identity_claim: preferred_username}
 `, pubAddr)
-	startSidecar(t, dir, freeAddr(t), cfg, nil)
+	startSidecar(t, dir, holdAddr(t), cfg, nil)
 
 	held := []net.Conn{healthzConn(t, pubAddr), healthzConn(t, pubAddr)}
 	c, err := net.Dial("tcp", pubAddr) // completes in the kernel's accept queue

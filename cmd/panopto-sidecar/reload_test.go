@@ -44,7 +44,7 @@ func generation(t testing.TB, base string) (int, string) {
 // Kubernetes-style symlink swaps are seen, and traffic never fails.
 func TestConfigReloadUnderTraffic(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 
 	// The config lives the way a ConfigMap mounts it:
@@ -160,8 +160,9 @@ func TestConfigReloadUnderTraffic(t *testing.T) {
 // TestReloadLogNamesChangedKeys: the reload's log line names the keys that
 // changed and holds none of their values, a secret file's path included.
 func TestReloadLogNamesChangedKeys(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	base := baseConfig(pan.URL, dir)
 	sc := startSidecar(t, dir, addr, base, nil)
@@ -204,7 +205,7 @@ func TestReloadLogNamesChangedKeys(t *testing.T) {
 			t.Errorf("the reload log line holds the value %q: %s", value, line)
 		}
 	}
-	if strings.Contains(sc.LogsNow(), secret) {
+	if strings.Contains(sc.LogsAtStop(), secret) {
 		t.Error("the inbound shared secret is in the log")
 	}
 }

@@ -91,6 +91,7 @@ func secretStatus(t testing.TB, base, secret string) (code, generation int, last
 // applies and clears the error. Rotated by rewriting the file, and as
 // Kubernetes does, by swapping the ..data symlink of a secret volume.
 func TestSharedSecretRotation(t *testing.T) {
+	t.Parallel()
 	secrets := []string{"inbound-secret-one-7c2e90", "inbound-secret-two-41b8d3", "inbound-secret-three-9e05f6"}
 	for _, s := range secrets {
 		registerSecret(s)
@@ -137,8 +138,9 @@ func TestSharedSecretRotation(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
-			addr := freeAddr(t)
+			addr := holdAddr(t)
 			pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 			secretDir := filepath.Join(dir, "secrets")
 			if err := os.Mkdir(secretDir, 0o700); err != nil {
@@ -197,7 +199,7 @@ func TestSharedSecretRotation(t *testing.T) {
 			if code, _, _ := secretStatus(t, sc.URL, secrets[1]); code != 401 {
 				t.Errorf("the second secret after the third: %d, want 401", code)
 			}
-			assertNoSecrets(t, secrets, map[string]string{"log": sc.LogsNow()})
+			assertNoSecrets(t, secrets, map[string]string{"log": sc.LogsAtStop()})
 		})
 	}
 }
@@ -226,10 +228,11 @@ func kubeVersion(t *testing.T, dir, name, content string) string {
 // refuse-everything secret and counted as applied; an empty one turned
 // authentication off.)
 func TestReloadToBadSharedSecretFile(t *testing.T) {
+	t.Parallel()
 	const secret = "inbound-secret-reload-3f7a21"
 	registerSecret(secret)
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	good := filepath.Join(dir, "secret")
 	writeFile(t, good, secret)

@@ -309,6 +309,9 @@ func (s *sidecar) revoke(ctx context.Context, g *token.Grant) error {
 	return ep.Revoke(ctx, s.tokenHTTP, creds, g.AccessToken, "access_token")
 }
 
+// listenTCP binds listen and public_listen; tests hand over listeners they bound.
+var listenTCP = net.Listen
+
 // listen binds the listener (with TLS when configured) and builds the server.
 func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server, net.Listener, error) {
 	// The certificate first: the port stays closed while ACME obtains one.
@@ -316,7 +319,7 @@ func (s *sidecar) listen(ctx context.Context, cfg *config.Config) (*http.Server,
 	if err != nil {
 		return nil, nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listenTCP("tcp", cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}

@@ -15,15 +15,11 @@ import (
 type slowReader struct {
 	r     io.Reader
 	pause time.Duration // after every MiB
-	first chan struct{}
 	sent  int64
 }
 
 func (s *slowReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
-	if s.sent == 0 && n > 0 {
-		close(s.first)
-	}
 	if (s.sent+int64(n))>>20 != s.sent>>20 {
 		time.Sleep(s.pause)
 	}
@@ -35,15 +31,16 @@ func (s *slowReader) Read(p []byte) (int, error) {
 // upload is in flight lets it finish, refuses new connections, and run
 // returns nil (exit 0); the token store is left as it was.
 func TestGracefulShutdownDuringUpload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 	logIn(t, sc.URL)
 	storeBefore := secretsIn(t, dir)
 
 	const size = 48 << 20
-	body := &slowReader{r: panoptofake.PatternReader(size), pause: 40 * time.Millisecond, first: make(chan struct{})}
+	body := &slowReader{r: panoptofake.PatternReader(size), pause: 40 * time.Millisecond}
 	req, _ := http.NewRequest(http.MethodPost, sc.URL+"/Panopto/api/v1/echo", body)
 	req.ContentLength = size
 	type result struct {
@@ -53,19 +50,24 @@ func TestGracefulShutdownDuringUpload(t *testing.T) {
 		err  error
 	}
 	done := make(chan result, 1)
+	echoing := make(chan struct{}) // the stand-in answered: the body streams through the sidecar
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			done <- result{err: err}
 			return
 		}
+		close(echoing)
 		h := sha256.New()
 		n, err := io.Copy(h, resp.Body)
 		resp.Body.Close()
 		done <- result{n: n, sum: h.Sum(nil), code: resp.StatusCode, err: err}
 	}()
-	<-body.first
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-echoing:
+	case r := <-done:
+		t.Fatalf("the upload ended before the shutdown: %+v", r)
+	}
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- sc.Stop() }()

@@ -22,12 +22,13 @@ import (
 // the upload finish within shutdown_grace, exits 0, and leaves the token
 // store as it was.
 func TestSIGTERMDuringLargeUpload(t *testing.T) {
+	t.Parallel()
 	size := int64(512 << 20)
 	if testing.Short() {
 		size = 64 << 20
 	}
 	bin := buildSidecar(t)
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: time.Hour})
 	rs := startRealSidecar(t, bin, addr, pan, "shutdown_grace: 60s\n")
 	cmd, base, dir, logPath := rs.cmd, rs.base, rs.dir, rs.logPath
@@ -35,7 +36,7 @@ func TestSIGTERMDuringLargeUpload(t *testing.T) {
 
 	// The upload: echoed back by the stand-in and paced so it is still
 	// running when the signal arrives (about 4 s at 128 MiB/s).
-	src := &slowReader{r: panoptofake.PatternReader(size), pause: 8 * time.Millisecond, first: make(chan struct{})}
+	src := &slowReader{r: panoptofake.PatternReader(size), pause: 8 * time.Millisecond}
 	req, _ := http.NewRequest(http.MethodPost, base+"/Panopto/api/v1/echo", src)
 	req.ContentLength = size
 	type result struct {
@@ -44,12 +45,14 @@ func TestSIGTERMDuringLargeUpload(t *testing.T) {
 		err error
 	}
 	done := make(chan result, 1)
+	echoing := make(chan struct{}) // the stand-in answered: the body streams through the sidecar
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			done <- result{err: err}
 			return
 		}
+		close(echoing)
 		defer resp.Body.Close()
 		h := sha256.New()
 		n, err := io.Copy(h, resp.Body)
@@ -58,8 +61,11 @@ func TestSIGTERMDuringLargeUpload(t *testing.T) {
 		}
 		done <- result{n, h.Sum(nil), err}
 	}()
-	<-src.first
-	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-echoing:
+	case r := <-done:
+		t.Fatalf("the upload ended before SIGTERM: %d bytes, err %v", r.n, r.err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -53,8 +53,9 @@ func TestStartErrorTexts(t *testing.T) {
 // TestVaultDownAtStartSaysNoneYet: with Vault unreachable at start there
 // are no credentials to keep; the log says none are held yet.
 func TestVaultDownAtStartSaysNoneYet(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	cfg := `listen: {{LISTEN}}
 public_url: {{URL}}
 upstream: http://` + freeAddr(t) + `
@@ -78,7 +79,7 @@ func TestDemoDoesNotAskForLogin(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr testsupport.SyncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"demo", "-listen", freeAddr(t)}, os.Getenv, &stdout, &stderr) }()
+	go func() { done <- run(ctx, []string{"demo", "-listen", childAddr(t)}, os.Getenv, &stdout, &stderr) }()
 	testsupport.WaitFor(t, 20*time.Second, "the demo to run", func() bool {
 		return strings.Contains(stdout.String(), "demo is running") || strings.Contains(stderr.String(), "panopto-sidecar:")
 	})

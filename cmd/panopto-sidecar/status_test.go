@@ -17,10 +17,11 @@ import (
 // Vault, /-/status, /-/ready and `status` say so (not "never_connected"), and
 // once they are there a login connects.
 func TestStatusCredentialsUnavailable(t *testing.T) {
+	t.Parallel()
 	vs := vaulttest.StartDev(t)
 	registerSecret(vs.RootToken())
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	cfg := fmt.Sprintf(`listen: {{LISTEN}}
 public_url: {{URL}}

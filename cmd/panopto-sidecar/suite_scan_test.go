@@ -1,8 +1,10 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +48,18 @@ func registerSecret(s string) {
 	suite.mu.Unlock()
 }
 
+// wholeProgramParallel is how many tests run side by side unless -parallel
+// says otherwise: whole-program tests mostly wait (on tokens expiring, on
+// peers, on paced bodies), so more of them than there are CPUs fit.
+const wholeProgramParallel = 4
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", fmt.Sprint(max(wholeProgramParallel, runtime.GOMAXPROCS(0))))
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaks := scanSuite(); len(leaks) > 0 {

@@ -144,7 +144,7 @@ func servedSerial(t *testing.T, resp *http.Response) *big.Int {
 func TestServeHTTPSWithACME(t *testing.T) {
 	peb := pebbletest.Start(t)
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	host := pebbletest.Domain + ":" + port
 	public := "https://" + host
@@ -303,7 +303,7 @@ func handshakeSerial(addr string, roots *x509.CertPool) (*big.Int, error) {
 func TestServeHTTPSWithFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	public := "https://" + addr
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{public + "/redirect"}})
 	one, two := testsupport.NewCert(t, "sidecar.test", nil, true), testsupport.NewCert(t, "sidecar.test", nil, true)
@@ -450,7 +450,7 @@ func TestTLSRefusedCombinations(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			addr := freeAddr(t)
+			addr := childAddr(t)
 			cfg := fmt.Sprintf("listen: %s\nupstream: http://127.0.0.1:1\ntoken_store: {type: file, path: %s}\nlog: {format: json}\n%s\n",
 				addr, filepath.Join(dir, "token.json"), tc.tls(dir))
 			path := filepath.Join(dir, "config.yaml")
@@ -516,9 +516,9 @@ func TestTLSRefusedCombinations(t *testing.T) {
 func TestACMEWaitRefusesConnections(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	_, httpPort, _ := net.SplitHostPort(freeAddr(t))
-	_, alpnPort, _ := net.SplitHostPort(freeAddr(t))
+	addr := childAddr(t)
+	httpPort := childPort(t)
+	alpnPort := childPort(t)
 	cfg := fmt.Sprintf(`listen: %s
 upstream: http://127.0.0.1:1
 token_store: {type: file, path: %s}

@@ -27,13 +27,14 @@ import (
 // the API. Every upload reaches State 4, every API call succeeds, and the
 // sidecar's peak RSS stays within the budget plus 64 MiB.
 func TestUploadDeadlineHour(t *testing.T) {
+	t.Parallel()
 	const (
 		uploads = 24
 		size    = 40 << 20
 		budget  = 160 << 20
 	)
 	bin := buildSidecar(t)
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, S3SecretKey: "dummy"})
 	rs := startRealSidecar(t, bin, addr, pan, "uploads: {memory_limit: 160MiB}\n")
 
@@ -147,9 +148,10 @@ func sendUpload(base, query string, body io.Reader, size int64) uploadAnswer {
 // account is not connected (503). With Expect: 100-continue the refusal
 // comes before any byte of the body is sent.
 func TestUploadRefusedWriteFirst(t *testing.T) {
+	t.Parallel()
 	const size = 32 << 20
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 
@@ -228,8 +230,9 @@ print(r.status, r.read().decode())
 // uploads_busy with Retry-After, nothing created at Panopto for it; the two
 // finish.
 func TestUploadBusyWriteFirst(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, S3SecretKey: "dummy"})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"uploads: {memory_limit: 32MiB, queue_timeout: 1s}\n", nil)
 	logIn(t, sc.URL)

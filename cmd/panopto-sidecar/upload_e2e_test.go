@@ -50,6 +50,7 @@ const uploadManifest = `<?xml version="1.0" encoding="utf-8"?>
 // PUT's UploadTarget is turned back; without it the bytes bypass the sidecar.
 // The stand-in answers PublicAPI refusals with 403 in the rewrite=on case.
 func TestUploadEndToEnd(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		rewrite bool
@@ -58,13 +59,16 @@ func TestUploadEndToEnd(t *testing.T) {
 		{"rewrite=off", false, false},
 		{"rewrite=on", true, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { uploadEndToEnd(t, tc.rewrite, tc.use403) })
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			uploadEndToEnd(t, tc.rewrite, tc.use403)
+		})
 	}
 }
 
 func uploadEndToEnd(t *testing.T, rewrite, use403 bool) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{
 		RedirectURIs: []string{"http://" + addr + "/redirect"},
 		AccessTTL:    3 * time.Second,

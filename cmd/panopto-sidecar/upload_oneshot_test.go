@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,18 +44,38 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// startPanoptoTLS serves the stand-in over TLS and writes its certificate
-// where upstream_ca_file can name it.
-func startPanoptoTLS(t *testing.T, dir string, o panoptofake.Options) (*panopto, string) {
+// startPanoptoTLS serves the stand-in (through wrap, when not nil) over TLS
+// and writes its certificate where upstream_ca_file can name it.
+func startPanoptoTLS(t *testing.T, dir string, o panoptofake.Options, wrap func(*panoptofake.Server) http.Handler) (*panopto, string) {
 	t.Helper()
 	o.ClientID, o.ClientSecret = testClientID, testClientSecret
 	f := panoptofake.New(o)
 	registerFake(f)
-	srv := httptest.NewTLSServer(f)
+	var h http.Handler = f
+	if wrap != nil {
+		h = wrap(f)
+	}
+	srv := httptest.NewTLSServer(h)
 	t.Cleanup(srv.Close)
 	ca := filepath.Join(dir, "upstream-ca.pem")
 	writeFile(t, ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
 	return &panopto{Server: f, URL: srv.URL}, ca
+}
+
+// killAtProcess expires every access token at the stand-in as the first
+// request to process an upload (PUT sessionUpload State=1) arrives, before
+// the stand-in checks its bearer: that request carries a token killed
+// behind the sidecar's back, whatever refreshes ran before.
+type killAtProcess struct {
+	*panoptofake.Server
+	once sync.Once
+}
+
+func (k *killAtProcess) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/Panopto/PublicAPI/REST/sessionUpload/") {
+		k.once.Do(k.ExpireAllAccessTokens)
+	}
+	k.Server.ServeHTTP(w, r)
 }
 
 type uploadAnswer struct {
@@ -135,14 +156,18 @@ func pollUpload(t *testing.T, base, account, id string) uploadState {
 // while the bodies stream; one body has a Content-Length, the other is
 // chunked. Each session lands as its own Panopto user and reaches State 4.
 func TestUploadOneRequest(t *testing.T) {
+	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) { uploadOneRequest(t, useTLS) })
+		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) {
+			t.Parallel()
+			uploadOneRequest(t, useTLS)
+		})
 	}
 }
 
 func uploadOneRequest(t *testing.T, useTLS bool) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	o := panoptofake.Options{
 		RedirectURIs:      []string{"http://" + addr + "/redirect"},
 		IdentityProviders: map[string]string{"unilms": oneShotAppKey},
@@ -152,12 +177,18 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 	}
 	var pan *panopto
 	extra := ""
+	kill := func(f *panoptofake.Server) http.Handler { return &killAtProcess{Server: f} }
 	if useTLS {
 		var ca string
-		pan, ca = startPanoptoTLS(t, dir, o)
+		pan, ca = startPanoptoTLS(t, dir, o, kill)
 		extra = "upstream_ca_file: " + ca + "\n"
 	} else {
-		pan = startPanopto(t, o)
+		o.ClientID, o.ClientSecret = testClientID, testClientSecret
+		f := panoptofake.New(o)
+		registerFake(f)
+		srv := httptest.NewServer(kill(f))
+		t.Cleanup(srv.Close)
+		pan = &panopto{Server: f, URL: srv.URL}
 	}
 	cfg := baseConfig(pan.URL, dir) + extra + "accounts: {mode: idp, provider: unilms}\nuploads: {part_size: 5MiB, concurrency: 2}\n"
 	sc := startSidecar(t, dir, addr, cfg, map[string]string{"PANOPTO_APP_KEY": oneShotAppKey})
@@ -181,7 +212,10 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 			results <- outcome{account, postUpload(t, sc.URL, account, q.Encode(), body, n)}
 		}()
 	}
-	time.Sleep(1500 * time.Millisecond)
+	testsupport.WaitFor(t, 10*time.Second, "both uploads under way at Panopto", func() bool {
+		return len(pan.UploadIDs()) == 2 && pan.Stats().UploadRequests >= 4 // two multipart uploads begun, two parts
+	})
+	atExpiry := pan.Stats()
 	pan.ExpireAllAccessTokens() // behind the sidecar's back, mid-upload
 	for range 2 {
 		r := <-results
@@ -210,6 +244,15 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 	}
 	elapsed := time.Since(start)
 	st := pan.Stats()
+	// Every token the sidecar held died mid-upload; the uploads finished
+	// with new ones.
+	// Every token the sidecar held died twice: while the bodies streamed
+	// (the sidecar may have refreshed before using its token again), and
+	// just before the first upload was processed: that bearer was refused,
+	// the sidecar refreshed and processed it with the new token.
+	if refused := st.Unauthorized + st.Forbidden - atExpiry.Unauthorized - atExpiry.Forbidden; refused == 0 || st.Refreshes-atExpiry.Refreshes < refused {
+		t.Errorf("after the expiries: %d refused bearers, %d refreshes; want at least one, and a refresh for each", refused, st.Refreshes-atExpiry.Refreshes)
+	}
 	if st.UploadBearer != 0 || st.UploadRefused != 0 || st.UploadBadSignature != 0 || st.UploadSigV2 != 2*8 {
 		t.Errorf("upload target saw %d bearers, %d refused bodies, %d bad of %d SigV2 signatures", st.UploadBearer, st.UploadRefused, st.UploadBadSignature, st.UploadSigV2)
 	}
@@ -226,7 +269,7 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
-	logs := sc.LogsNow()
+	logs := sc.LogsAtStop()
 	var lines int
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, `"msg":"upload"`) {
@@ -248,8 +291,9 @@ func uploadOneRequest(t *testing.T, useTLS bool) {
 // TestUploadOneRequestRefusals: bad parameters are answered 400 and an
 // unconnected account 503 before anything is created at Panopto.
 func TestUploadOneRequestRefusals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{
 		RedirectURIs:      []string{"http://" + addr + "/redirect"},
 		IdentityProviders: map[string]string{"unilms": oneShotAppKey},
@@ -295,8 +339,9 @@ func TestUploadOneRequestRefusals(t *testing.T) {
 // body. The sidecar aborts the multipart upload and cancels the
 // sessionUpload: the stand-in holds nothing half-done.
 func TestUploadOneRequestClientKilled(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir)+"uploads: {part_size: 5MiB}\n", nil)
 	logIn(t, sc.URL)
@@ -329,7 +374,7 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 	testsupport.WaitFor(t, 5*time.Second, "the failure counted", func() bool {
 		return strings.Contains(fetch(t, sc.URL+"/metrics"), "panopto_sidecar_uploads_failed_total{reason=")
 	})
-	if l := sc.LogsNow(); !strings.Contains(l, `"result":"failed"`) || !strings.Contains(l, `"cancelled":true`) || !strings.Contains(l, `"aborted":true`) {
+	if l := sc.LogsAtStop(); !strings.Contains(l, `"result":"failed"`) || !strings.Contains(l, `"cancelled":true`) || !strings.Contains(l, `"aborted":true`) {
 		t.Fatalf("no failed upload log line:\n%s", lastLines(l, 10))
 	}
 }
@@ -338,9 +383,10 @@ func TestUploadOneRequestClientKilled(t *testing.T) {
 // request with the default 16 MiB parts; it reaches State 4 and the
 // sidecar's peak RSS (VmHWM) stays within 96 MiB.
 func TestUploadOneRequest1GiB(t *testing.T) {
+	t.Parallel()
 	const size = 1 << 30
 	bin := buildSidecar(t)
-	addr := freeAddr(t)
+	addr := childAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, S3SecretKey: "dummy"})
 	rs := startRealSidecar(t, bin, addr, pan, "")
 	cmd, base, logPath := rs.cmd, rs.base, rs.logPath

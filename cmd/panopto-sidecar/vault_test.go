@@ -69,6 +69,7 @@ func traffic(urls []string, workers int, stop <-chan struct{}) (*trafficStats, *
 // stopped for longer than a refresh interval and started again costs no
 // request while the token is valid, and refreshing resumes.
 func TestVaultReplicas(t *testing.T) {
+	t.Parallel()
 	vs := vaulttest.StartPersistent(t)
 	ctx := context.Background()
 	kv := vs.Client(t).KVv2("secret")
@@ -76,7 +77,7 @@ func TestVaultReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 6 * time.Second
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := []string{holdAddr(t), holdAddr(t), holdAddr(t)}
 	var redirects []string
 	for _, a := range addrs {
 		redirects = append(redirects, "http://"+a+"/redirect")
@@ -162,12 +163,27 @@ func TestVaultReplicas(t *testing.T) {
 		at, err := time.Parse(time.RFC3339Nano, exp[0])
 		return err == nil && time.Until(at) > ttl*3/4 // the fresh token, not the one before
 	})
+	storeErrors := func(sc *sidecarProc) float64 {
+		return metricValue(fetch(t, sc.URL+"/metrics"), `panopto_sidecar_token_refreshes_total{result="store_error"}`)
+	}
+	var errorsBefore []float64
+	for _, sc := range scs {
+		errorsBefore = append(errorsBefore, storeErrors(sc))
+	}
 	vs.Stop()
 	downAt := time.Now()
 	failedBefore := st.failed.Load()
-	// Longer than a refresh interval (half the token's life), shorter than
-	// what is left of it.
-	time.Sleep(ttl * 9 / 16)
+	// Down until every replica's refresh fell due and failed for want of the
+	// store (half the token's life, less jitter), which is shorter than what
+	// is left of it.
+	testsupport.WaitFor(t, ttl*3/4, "a failed refresh at every replica", func() bool {
+		for i, sc := range scs {
+			if storeErrors(sc) == errorsBefore[i] {
+				return false
+			}
+		}
+		return true
+	})
 	var status struct {
 		Vault map[string]any `json:"vault"`
 	}
@@ -203,10 +219,11 @@ func TestVaultReplicas(t *testing.T) {
 	}
 	for i, sc := range scs {
 		b, _ := json.Marshal(fetch(t, sc.URL+"/-/status"))
+		metrics := fetch(t, sc.URL+"/metrics")
 		assertNoSecrets(t, secrets, map[string]string{
-			fmt.Sprintf("replica %d logs", i):    sc.LogsNow(),
+			fmt.Sprintf("replica %d logs", i):    sc.LogsAtStop(),
 			fmt.Sprintf("replica %d status", i):  string(b),
-			fmt.Sprintf("replica %d metrics", i): fetch(t, sc.URL+"/metrics"),
+			fmt.Sprintf("replica %d metrics", i): metrics,
 		})
 	}
 }

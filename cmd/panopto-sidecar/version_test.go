@@ -50,8 +50,9 @@ func TestResolveVersion(t *testing.T) {
 // in /-/status and by the panopto_sidecar_build_info metric; durations in
 // JSON logs are readable.
 func TestVersionEverywhere(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
 	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
 	v := currentVersion()
