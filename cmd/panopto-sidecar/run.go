@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 )
@@ -109,4 +110,10 @@ type serveOptions struct {
 	// loginItself: the caller logs in right after the start (demo), so serve
 	// does not ask the operator to open the login URL.
 	loginItself bool
+
+	// Tests only. wrapPublic wraps the public listener (one that fails);
+	// served is called once the servers serve, with the sidecar and the
+	// main listener's address.
+	wrapPublic func(net.Listener) net.Listener
+	served     func(s *sidecar, addr net.Addr)
 }
