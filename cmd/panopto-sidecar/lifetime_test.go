@@ -74,13 +74,15 @@ type lifetimeRun struct {
 	err    error
 	s      *sidecar
 	addr   string // the main listener's
+	pub    string // the public listener's
 	before map[string]bool
 	logs   *testsupport.SyncBuffer
 }
 
 // startLifetime runs serve with a config whose /held/ route reaches up
-// without a bearer, and a public listener that fails when fail closes.
-func startLifetime(t *testing.T, up *heldUpstream, fail chan struct{}, extra string, env map[string]string) *lifetimeRun {
+// without a bearer; when fail closes, the listener named by failing (main
+// or public) fails.
+func startLifetime(t *testing.T, up *heldUpstream, failing string, fail chan struct{}, extra string, env map[string]string) *lifetimeRun {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
@@ -93,7 +95,7 @@ log: {level: debug, format: json}
 shutdown_grace: 30s
 `, up.URL) + extra
 	if !strings.Contains(extra, "token_store:") {
-		cfg += fmt.Sprintf("token_store: {type: file, path: %s}\n", filepath.Join(dir, "panopto-token.json"))
+		cfg += fmt.Sprintf("token_store: {type: file, path: %q}\n", filepath.Join(dir, "panopto-token.json"))
 	}
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -115,13 +117,18 @@ shutdown_grace: 30s
 	r := &lifetimeRun{cancel: cancel, done: make(chan struct{}), before: servedGoroutines(), logs: &testsupport.SyncBuffer{}}
 	served := make(chan struct{})
 	opts := serveOptions{
-		wrapPublic: func(ln net.Listener) net.Listener {
-			return &failingListener{Listener: ln, fail: fail, closed: make(chan struct{})}
-		},
-		served: func(s *sidecar, addr net.Addr) {
-			r.s, r.addr = s, addr.String()
+		served: func(s *sidecar, main, public net.Addr) {
+			r.s, r.addr, r.pub = s, main.String(), public.String()
 			close(served)
 		},
+	}
+	wrap := func(ln net.Listener) net.Listener {
+		return &failingListener{Listener: ln, fail: fail, closed: make(chan struct{})}
+	}
+	if failing == "main" {
+		opts.wrapMain = wrap
+	} else {
+		opts.wrapPublic = wrap
 	}
 	go func() {
 		defer close(r.done)
@@ -167,18 +174,12 @@ func (r *lifetimeRun) holdRequest(t *testing.T, up *heldUpstream) <-chan string 
 }
 
 // shutdownWaitsForRequest checks the part of shutdown every cause shares:
-// the main listener stops accepting at once, serve waits for the request
+// both listeners stop accepting at once, serve waits for the request
 // in flight, which completes, and every goroutine serve started has ended
 // when it returns.
 func (r *lifetimeRun) shutdownWaitsForRequest(t *testing.T, up *heldUpstream, got <-chan string) {
 	t.Helper()
-	testsupport.WaitFor(t, 10*time.Second, "the main listener refuses connections", func() bool {
-		c, err := net.Dial("tcp", r.addr)
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	testsupport.WaitFor(t, 10*time.Second, "both listeners refuse connections", func() bool { return refused(r.addr) && refused(r.pub) })
 	select {
 	case <-r.done:
 		t.Fatalf("serve returned (%v) while a request was in flight", r.err)
@@ -198,17 +199,20 @@ func (r *lifetimeRun) shutdownWaitsForRequest(t *testing.T, up *heldUpstream, go
 	}
 }
 
-// TestServerFailureShutsEverythingDown: when the public listener fails
-// under its server, serve takes the same shutdown path as on SIGTERM: the
-// main listener closes, the request in flight there completes, serve
-// returns the failure, and the Vault client is closed.
+// TestServerFailureShutsEverythingDown: when a listener fails under its
+// server, serve takes the same shutdown path as on SIGTERM: the other
+// listener closes too, a request in flight on the main one completes,
+// serve returns the failure, and the Vault client is closed.
 func TestServerFailureShutsEverythingDown(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		vault bool
+		name    string
+		failing string // the listener that fails
+		vault   bool
+		want    string // in serve's error
 	}{
-		{"file token store", false},
-		{"vault token store", true},
+		{"public listener fails; file token store", "public", false, "serve public_listen: "},
+		{"public listener fails; vault token store", "public", true, "serve public_listen: "},
+		{"main listener fails", "main", false, "serve: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newHeldUpstream(t)
@@ -221,28 +225,49 @@ func TestServerFailureShutsEverythingDown(t *testing.T) {
 				env = map[string]string{"VAULT_TOKEN": vs.RootToken()}
 			}
 			fail := make(chan struct{})
-			r := startLifetime(t, up, fail, extra, env)
-			if tc.vault {
-				// The token store in Vault: one client held.
-				if r.s.vault.Status() == nil {
-					t.Fatal("no Vault client held while serving")
+			r := startLifetime(t, up, tc.failing, fail, extra, env)
+			if tc.vault && r.s.vault.Status() == nil {
+				t.Fatal("no Vault client held while serving") // the token store's
+			}
+			if tc.failing == "main" {
+				// The main listener accepts nothing: the public one closes.
+				close(fail)
+				testsupport.WaitFor(t, 10*time.Second, "the public listener refuses connections", func() bool { return refused(r.pub) })
+				select {
+				case <-r.done:
+				case <-time.After(30 * time.Second):
+					t.Fatal("serve did not return")
 				}
+				if left := leftGoroutines(r.before); len(left) > 0 {
+					t.Fatalf("serve returned, but goroutines it started run on:\n%s", strings.Join(left, "\n\n"))
+				}
+			} else {
+				got := r.holdRequest(t, up)
+				close(fail)
+				r.shutdownWaitsForRequest(t, up, got)
 			}
-			got := r.holdRequest(t, up)
-			close(fail)
-			r.shutdownWaitsForRequest(t, up, got)
-			if r.err == nil || !strings.Contains(r.err.Error(), "public_listen") {
-				t.Fatalf("serve returned %v, want the public listener's failure", r.err)
+			if r.err == nil || !strings.Contains(r.err.Error(), tc.want) {
+				t.Fatalf("serve returned %v, want the failure (%q)", r.err, tc.want)
 			}
-			if c, err := net.Dial("tcp", r.addr); err == nil {
-				c.Close()
-				t.Fatal("the main listener still accepts after serve returned")
+			for _, a := range []string{r.addr, r.pub} {
+				if !refused(a) {
+					t.Fatalf("%s still accepts after serve returned", a)
+				}
 			}
 			if r.s.vault.Status() != nil {
 				t.Fatal("the Vault client is still held after serve returned")
 			}
 		})
 	}
+}
+
+// refused reports whether addr refuses a connection.
+func refused(addr string) bool {
+	c, err := net.Dial("tcp", addr)
+	if err == nil {
+		c.Close()
+	}
+	return err != nil
 }
 
 // TestServeReturnsAfterEverythingEnded: ctx ends (as on SIGTERM), with a
@@ -252,7 +277,7 @@ func TestServeReturnsAfterEverythingEnded(t *testing.T) {
 	for _, inFlight := range []bool{true, false} {
 		t.Run(fmt.Sprintf("request in flight %v", inFlight), func(t *testing.T) {
 			up := newHeldUpstream(t)
-			r := startLifetime(t, up, make(chan struct{}), "", nil)
+			r := startLifetime(t, up, "public", make(chan struct{}), "", nil)
 			// servedFrames names what serve runs: the check below can fail.
 			testsupport.WaitFor(t, 10*time.Second, "serve's goroutines to show", func() bool { return len(leftGoroutines(r.before)) > 0 })
 			if inFlight {

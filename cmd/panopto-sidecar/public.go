@@ -98,6 +98,14 @@ func publicListener(ln net.Listener, maxConns int, srv *http.Server) net.Listene
 	return proxy.FramingGuard(srv, ln)
 }
 
+// addr is the public listener's address; nil when there is none.
+func (p *publicServer) addr() net.Addr {
+	if p == nil {
+		return nil
+	}
+	return p.ln.Addr()
+}
+
 // announce logs that the public listener is up.
 func (p *publicServer) announce() {
 	if p == nil {

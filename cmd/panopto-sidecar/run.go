@@ -111,9 +111,9 @@ type serveOptions struct {
 	// does not ask the operator to open the login URL.
 	loginItself bool
 
-	// Tests only. wrapPublic wraps the public listener (one that fails);
-	// served is called once the servers serve, with the sidecar and the
-	// main listener's address.
-	wrapPublic func(net.Listener) net.Listener
-	served     func(s *sidecar, addr net.Addr)
+	// Tests only. wrapMain and wrapPublic wrap the listeners (with one
+	// that fails); served is called once the servers serve, with the
+	// sidecar and the listeners' addresses (public nil without one).
+	wrapMain, wrapPublic func(net.Listener) net.Listener
+	served               func(s *sidecar, main, public net.Addr)
 }

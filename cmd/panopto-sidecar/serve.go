@@ -90,6 +90,9 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	if opts.wrapMain != nil {
+		ln = opts.wrapMain(ln)
+	}
 	pub, err := s.listenPublic(life, cfg, srv.TLSConfig, opts.wrapPublic)
 	if err != nil {
 		ln.Close()
@@ -153,7 +156,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		}
 	}
 	if opts.served != nil {
-		opts.served(s, ln.Addr())
+		opts.served(s, ln.Addr(), pub.addr())
 	}
 
 	if err := g.Wait(); err != nil {
