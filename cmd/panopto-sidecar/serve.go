@@ -99,8 +99,9 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		return err
 	}
 	// integrate Pool.Run: Start loads the default grant before the servers
-	// answer and leaves the managers' and the eviction loops running under
-	// life; Run will be one member of the group below.
+	// answer (the first requests, and the Ready check below, need it) and
+	// leaves the managers' and the eviction loops running under life, not
+	// waited for yet. Run takes the pool's place in the group below.
 	s.accounts.Start(life)
 
 	// g holds every goroutine serve starts; gctx ends with ctx, or when a
@@ -108,6 +109,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	g, gctx := errgroup.WithContext(ctx)
 	reload := s.reloader.watch(s.apply)
 	g.Go(func() error { reload(life); return nil })
+	g.Go(func() error { <-life.Done(); return nil }) // integrate Pool.Run: return s.accounts.Run(life)
 	if s.keepalive != nil {
 		g.Go(func() error { s.keepalive.Run(life); return nil })
 	}
