@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/ascii"
 	"github.com/doubtfire-lms/panopto-sidecar/token"
@@ -40,12 +38,15 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !replay {
 		t.h.deps.Metrics.unretryable.Inc()
 		// The answer passes through, but the next requests should not meet
-		// the same refused token: replace it in the background.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), time.Minute)
-			defer cancel()
-			_, _ = info.manager.ForceRefresh(ctx, info.grant)
-		}()
+		// the same refused token: replace it before answering. This is done
+		// in the request, not in a goroutine of its own, so that nothing
+		// outlives the request the server's shutdown waits for. The client
+		// waits one token call for its refusal (a rare answer: a refused
+		// bearer with a body too large to replay), and its next request
+		// meets the new token. Should the client leave, the refresh goes
+		// on: the manager runs it apart from its callers, under a timeout
+		// of its own, and reports a refusal itself.
+		_, _ = info.manager.ForceRefresh(req.Context(), info.grant)
 		return resp, nil
 	}
 	ng, ferr := info.manager.ForceRefresh(req.Context(), info.grant)

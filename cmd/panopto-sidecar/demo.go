@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
+	"golang.org/x/sync/errgroup"
 )
 
 func demoFlags() (*flag.FlagSet, *string, *time.Duration) {
@@ -61,8 +62,19 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 		DefaultUser:  "demo.lecturer",
 	})
 	psrv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
-	go psrv.Serve(pln)
-	defer psrv.Close()
+	// The stand-in and the sidecar are this function's goroutines: it
+	// returns only once both ended, the sidecar first.
+	var g errgroup.Group
+	g.Go(func() error {
+		if err := psrv.Serve(pln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("demo: stand-in: %w", err)
+		}
+		return nil
+	})
+	defer func() {
+		psrv.Close()
+		_ = g.Wait() // the stand-in's failure is the sidecar's: it is reported
+	}()
 
 	dir, err := os.MkdirTemp("", "panopto-sidecar-demo-")
 	if err != nil {
@@ -93,15 +105,18 @@ shutdown_grace: 2s
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfgPath, env, stderr, serveOptions{loginItself: true}) }()
+	sc := &demoSidecar{done: make(chan struct{})}
+	g.Go(func() error {
+		defer close(sc.done)
+		sc.err = serve(ctx, cfgPath, env, stderr, serveOptions{loginItself: true})
+		return nil
+	})
+	defer func() { cancel(); <-sc.done }()
 
-	if err := waitHealthy(ctx, publicURL, done); err != nil {
+	if err := waitHealthy(ctx, publicURL, sc); err != nil {
 		return err
 	}
 	if err := loginLikeABrowser(ctx, publicURL); err != nil {
-		cancel()
-		<-done
 		return fmt.Errorf("demo: login: %w", err)
 	}
 	fmt.Fprintf(stdout, `
@@ -116,24 +131,26 @@ Try, with no token in hand:
 
 Ctrl-C stops both.
 `, upstream, *ttl, publicURL, publicURL, publicURL, publicURL)
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return <-done
-	}
+	<-sc.done // serve returns when ctx ends, or when it fails
+	return sc.err
 }
 
-func waitHealthy(ctx context.Context, base string, done <-chan error) error {
+// demoSidecar is the demo's sidecar: done is closed when serve returned err.
+type demoSidecar struct {
+	done chan struct{}
+	err  error
+}
+
+func waitHealthy(ctx context.Context, base string, sc *demoSidecar) error {
 	c := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-done:
-			if err == nil {
-				err = errors.New("sidecar stopped")
+		case <-sc.done:
+			if sc.err == nil {
+				return errors.New("sidecar stopped")
 			}
-			return err
+			return sc.err
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):

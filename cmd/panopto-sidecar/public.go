@@ -52,8 +52,9 @@ type publicServer struct {
 
 // listenPublic binds public_listen when it is set. mainTLS is the main
 // listener's TLS config (nil for plain HTTP): the public listener serves the
-// same certificate, but never asks browsers for a client certificate.
-func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS *tls.Config) (*publicServer, error) {
+// same certificate, but never asks browsers for a client certificate. wrap,
+// when not nil, wraps the listener (tests: one that fails).
+func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS *tls.Config, wrap func(net.Listener) net.Listener) (*publicServer, error) {
 	if cfg.PublicListen == "" {
 		return nil, nil
 	}
@@ -78,6 +79,9 @@ func (s *sidecar) listenPublic(ctx context.Context, cfg *config.Config, mainTLS 
 		srv.TLSConfig = tc
 	}
 	ln := publicListener(raw, cfg.PublicMaxConns, srv)
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	return &publicServer{srv: srv, ln: ln, log: log, maxConns: cfg.PublicMaxConns}, nil
 }
 
@@ -94,17 +98,31 @@ func publicListener(ln net.Listener, maxConns int, srv *http.Server) net.Listene
 	return proxy.FramingGuard(srv, ln)
 }
 
-// start serves in the background; a failure to serve goes to errc.
-func (p *publicServer) start(errc chan<- error) {
+// addr is the public listener's address; nil when there is none.
+func (p *publicServer) addr() net.Addr {
+	if p == nil {
+		return nil
+	}
+	return p.ln.Addr()
+}
+
+// announce logs that the public listener is up.
+func (p *publicServer) announce() {
 	if p == nil {
 		return
 	}
-	go func() {
-		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serve public_listen: %w", err)
-		}
-	}()
 	p.log.Info("listening for students' logins", "addr", p.ln.Addr().String(), "serves", "/-/login?ticket, /redirect, /-/healthz", "max_conns", p.maxConns)
+}
+
+// serve serves until shutdown (then it returns nil) or until serving fails.
+func (p *publicServer) serve() error {
+	if p == nil {
+		return nil
+	}
+	if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve public_listen: %w", err)
+	}
+	return nil
 }
 
 // shutdown stops accepting and waits for requests in flight until ctx ends,

@@ -93,13 +93,14 @@ func (r *reloader) failed(err error) {
 	r.reloads.WithLabelValues("invalid").Inc()
 }
 
-// watch reloads the config when its directory changes (editors rename files;
-// Kubernetes ConfigMaps swap a ..data symlink, so the file itself is never
-// written), when a file holding a secret changes, or on SIGHUP, until ctx
-// ends. The watches are in place when it returns, so a change made once the
-// sidecar answers is seen (and a SIGHUP does not kill it); the reloading goes
-// on in a goroutine.
-func (r *reloader) watch(ctx context.Context, apply applyFunc) {
+// watch puts in place the watches that reload the config: on a change to
+// its directory (editors rename files; Kubernetes ConfigMaps swap a ..data
+// symlink, so the file itself is never written), to a file holding a
+// secret, or on SIGHUP. The watches are in place when it returns, so a
+// change made once the sidecar answers is seen (and a SIGHUP does not kill
+// it). The returned run reloads until ctx ends, then releases the watches;
+// the caller must call it, and owns the goroutine it runs in.
+func (r *reloader) watch(apply applyFunc) (run func(ctx context.Context)) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 
@@ -116,13 +117,13 @@ func (r *reloader) watch(ctx context.Context, apply applyFunc) {
 			events, errs = w.Events, w.Errors
 		}
 	}
-	go func() {
+	return func(ctx context.Context) {
 		defer signal.Stop(hup)
 		if w != nil {
 			defer w.Close()
 		}
 		r.loop(ctx, apply, hup, events, errs)
-	}()
+	}
 }
 
 func (r *reloader) loop(ctx context.Context, apply applyFunc, hup <-chan os.Signal, events <-chan fsnotify.Event, errs <-chan error) {

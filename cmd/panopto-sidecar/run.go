@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 )
@@ -109,4 +110,10 @@ type serveOptions struct {
 	// loginItself: the caller logs in right after the start (demo), so serve
 	// does not ask the operator to open the login URL.
 	loginItself bool
+
+	// Tests only. wrapMain and wrapPublic wrap the listeners (with one
+	// that fails); served is called once the servers serve, with the
+	// sidecar and the listeners' addresses (public nil without one).
+	wrapMain, wrapPublic func(net.Listener) net.Listener
+	served               func(s *sidecar, main, public net.Addr)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,15 +12,18 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
+	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/tlsconf"
 	"github.com/doubtfire-lms/panopto-sidecar/login"
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
 	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 )
 
 // sidecar is one running instance: the config in force (its reloader) and
@@ -40,10 +44,13 @@ type sidecar struct {
 	tokenHTTP *http.Client
 	accounts  *token.Pool
 	keepalive *token.KeepAlive // nil: accounts off, or a store that cannot list
+	certs     *tlsconf.Manager // nil: plain HTTP
 	holder    string           // this replica's name in refresh leases
 }
 
-// serve runs the sidecar until ctx ends, then shuts down gracefully.
+// serve runs the sidecar until ctx ends or a server fails, then shuts down
+// along one path whatever the cause (see shutdown). It owns every goroutine
+// it starts, in one errgroup, and returns only once all of them ended.
 func serve(ctx context.Context, path string, getenv func(string) string, stderr io.Writer, opts serveOptions) error {
 	cfg, err := config.Load(path, getenv)
 	if err != nil {
@@ -52,7 +59,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	lv := new(slog.LevelVar)
 	lv.Set(parseLevel(cfg.Log.Level))
 	lw := newLogWriter(stderr)
-	defer lw.Close()
+	defer lw.Close() // last: flushes every line written before
 	log := newLogger(lw, cfg.Log.Format, lv, isTerminal(stderr))
 
 	s := &sidecar{
@@ -64,34 +71,68 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		vault:    vault.NewHolder(getenv, log),
 		holder:   replicaName(getenv, cfg.Listen),
 	}
+	defer s.vault.Close() // once nothing reads through it any more
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// life is what the background loops run under. Until the servers
+	// serve, it ends with ctx (a SIGTERM stops a start that waits for
+	// Vault or a certificate); then only shutdown ends it, after the
+	// requests in flight, which may need the loops, are done.
+	life, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	detach := context.AfterFunc(ctx, stopLoops)
+	defer detach()
 
-	if err := s.build(ctx, cfg); err != nil {
+	if err := s.build(life, cfg); err != nil {
 		return err
 	}
-	srv, ln, err := s.listen(ctx, cfg)
+	srv, ln, err := s.listen(life, cfg)
+	defer s.certs.Close()
 	if err != nil {
 		return err
 	}
-	pub, err := s.listenPublic(ctx, cfg, srv.TLSConfig)
+	if opts.wrapMain != nil {
+		ln = opts.wrapMain(ln)
+	}
+	pub, err := s.listenPublic(life, cfg, srv.TLSConfig, opts.wrapPublic)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	s.accounts.Start(ctx)
-	if s.keepalive != nil {
-		go s.keepalive.Run(ctx)
-	}
-	s.reloader.watch(ctx, s.apply)
+	// integrate Pool.Run: Start loads the default grant before the servers
+	// answer (the first requests, and the Ready check below, need it) and
+	// leaves the managers' and the eviction loops running under life, not
+	// waited for yet. Run takes the pool's place in the group below.
+	s.accounts.Start(life)
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	pub.start(errc)
+	// g holds every goroutine serve starts; gctx ends with ctx, or when a
+	// member fails (a server that cannot serve), and starts the shutdown.
+	g, gctx := errgroup.WithContext(ctx)
+	reload := s.reloader.watch(s.apply)
+	g.Go(func() error { reload(life); return nil })
+	g.Go(func() error { <-life.Done(); return nil }) // integrate Pool.Run: return s.accounts.Run(life)
+	if s.keepalive != nil {
+		g.Go(func() error { s.keepalive.Run(life); return nil })
+	}
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(pub.serve)
+	g.Go(func() error {
+		<-gctx.Done()
+		s.shutdown(srv, pub)
+		s.certs.Close()
+		stopLoops()
+		return nil
+	})
+	detach() // from now on only the shutdown above ends life
+
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "upstream", cfg.Upstream,
 		"token_store", cfg.TokenStore.Type, "credentials", cfg.Credentials.Source, "tls", cfg.TLS.Mode,
 		"version", currentVersion().Version)
+	pub.announce()
 	if !loopbackListen(cfg.Listen) {
 		switch {
 		case cfg.Inbound.SharedSecretFile != "":
@@ -116,28 +157,32 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 			log.Warn("not connected to Panopto yet: open the login URL in a browser", "reason", reason, "login_url", cfg.LoginURL())
 		}
 	}
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	if opts.served != nil {
+		opts.served(s, ln.Addr(), pub.addr())
 	}
-	grace := s.cfg.Load().ShutdownGrace.D()
-	log.Info("shutting down: no new connections, waiting for requests in flight", "grace", grace)
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
-	defer scancel()
-	pubDone := make(chan struct{})
-	go func() { pub.shutdown(sctx); close(pubDone) }()
-	err = srv.Shutdown(sctx)
-	<-pubDone
-	s.vault.Close()
-	if err != nil {
-		log.Warn("grace period over; closing the remaining connections", "err", err)
-		srv.Close()
-		return nil
+
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// shutdown is the one way the servers stop, whether ctx ended or a server
+// failed: both stop accepting at once, requests in flight get the
+// configured grace to finish, then the connections left are closed.
+func (s *sidecar) shutdown(srv *http.Server, pub *publicServer) {
+	grace := s.cfg.Load().ShutdownGrace.D()
+	s.log.Info("shutting down: no new connections, waiting for requests in flight", "grace", grace)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { pub.shutdown(ctx) })
+	if err := srv.Shutdown(ctx); err != nil {
+		s.log.Warn("grace period over; closing the remaining connections", "err", err)
+		srv.Close()
+	}
+	wg.Wait()
 }
 
 // replicaName names this replica in refresh leases. It is stable across

@@ -11,7 +11,8 @@ import (
 // serverTLS returns the listener's TLS config when tls.mode asks for it, nil
 // for plain HTTP. In acme mode it returns only once a certificate is held,
 // so the caller binds the port after it: until then connections are refused
-// rather than accepted into a handshake nobody answers.
+// rather than accepted into a handshake nobody answers. The certificate
+// manager is kept in s.certs; serve closes it when it shuts down.
 func (s *sidecar) serverTLS(ctx context.Context, cfg *config.Config) (*tls.Config, error) {
 	if cfg.TLS.Mode == config.TLSNone {
 		return nil, nil
@@ -34,9 +35,6 @@ func (s *sidecar) serverTLS(ctx context.Context, cfg *config.Config) (*tls.Confi
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		<-ctx.Done()
-		m.Close()
-	}()
+	s.certs = m
 	return m.TLSConfig(), nil
 }

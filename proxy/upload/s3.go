@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
+	"golang.org/x/sync/errgroup"
 )
 
 // s3Upload is one object's multipart upload at an upload target. Requests
@@ -169,49 +170,46 @@ func (s *s3Upload) putObject(ctx context.Context, key, contentType string, data 
 // upload's share of the budget, at most Concurrency+1 of PartSize, at least
 // the one it was admitted with. first holds the bytes already read; done
 // says the body ended with them. sent counts bytes the target took.
+//
+// The parts are an errgroup limited to Concurrency: handing a part over
+// waits for a free slot, the first part that fails cancels the others and
+// is the answer, and stream returns only when every part has ended.
 func (u *Uploader) stream(ctx context.Context, sh *share, up *s3Upload, first []byte, done bool, body io.Reader, sent *int64) (int64, error) {
 	if err := up.initiate(ctx); err != nil {
 		sh.put(first)
 		return 0, err
 	}
+	// A body that breaks off, or is too large, stops the parts in flight
+	// too: it cancels the parts' context from outside the group.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(u.o.Concurrency)
 
-	type job struct {
-		n    int
-		data []byte
-	}
-	jobs := make(chan job)
 	var (
 		mu    sync.Mutex
 		etags []string
-		wg    sync.WaitGroup
 	)
-	for range u.o.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				if context.Cause(ctx) == nil {
-					etag, err := up.part(ctx, j.n, j.data)
-					if err != nil {
-						cancel(err)
-					} else {
-						mu.Lock()
-						for len(etags) < j.n {
-							etags = append(etags, "")
-						}
-						etags[j.n-1] = etag
-						*sent += int64(len(j.data))
-						mu.Unlock()
-						if u.o.Hooks.Bytes != nil {
-							u.o.Hooks.Bytes(int64(len(j.data)))
-						}
-					}
-				}
-				sh.put(j.data)
-			}
-		}()
+	part := func(n int, data []byte) error {
+		defer sh.put(data)
+		if err := gctx.Err(); err != nil {
+			return err // a part failed meanwhile: it is the answer
+		}
+		etag, err := up.part(gctx, n, data)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		for len(etags) < n {
+			etags = append(etags, "")
+		}
+		etags[n-1] = etag
+		*sent += int64(len(data))
+		mu.Unlock()
+		if u.o.Hooks.Bytes != nil {
+			u.o.Hooks.Bytes(int64(len(data)))
+		}
+		return nil
 	}
 
 	var total int64
@@ -219,12 +217,9 @@ func (u *Uploader) stream(ctx context.Context, sh *share, up *s3Upload, first []
 	buf, n := first, 1
 	for {
 		total += int64(len(buf))
-		select {
-		case jobs <- job{n, buf}:
-		case <-ctx.Done():
-			sh.put(buf)
-		}
-		if done || ctx.Err() != nil {
+		pn, pbuf := n, buf // the loop moves on while the part uploads
+		g.Go(func() error { return part(pn, pbuf) })
+		if done || gctx.Err() != nil {
 			break
 		}
 		if n == maxParts {
@@ -232,9 +227,9 @@ func (u *Uploader) stream(ctx context.Context, sh *share, up *s3Upload, first []
 			cancel(readErr)
 			break
 		}
-		next, err := sh.get(ctx)
+		next, err := sh.get(gctx)
 		if err != nil {
-			break // a part failed: its cause is the answer
+			break // a part failed: its error is the answer
 		}
 		m, err := fill(body, next)
 		if err != nil && err != io.EOF {
@@ -249,13 +244,15 @@ func (u *Uploader) stream(ctx context.Context, sh *share, up *s3Upload, first []
 		}
 		buf, n, done = next[:m], n+1, err != nil
 	}
-	close(jobs)
-	wg.Wait()
+	perr := g.Wait()
 	if readErr != nil {
 		return total, readErr
 	}
+	if perr != nil {
+		return total, perr
+	}
 	if err := context.Cause(ctx); err != nil {
-		return total, err
+		return total, err // the request's context ended
 	}
 	if err := up.complete(ctx, etags); err != nil {
 		return total, err
