@@ -221,18 +221,15 @@ func (p *Pool) keepAlive(ctx context.Context, account string, g *Grant) string {
 	if !cached {
 		m = p.newManager(account, p.settings.Load())
 	}
-	m.mu.Lock()
-	before := m.refreshN
-	m.mu.Unlock()
+	before := m.state.Load().refreshes
 	err := m.refreshShared(ctx, g)
-	if !cached && m.pending.Load() != nil {
+	after := m.state.Load()
+	if !cached && after.pending != nil {
 		// Panopto rotated the refresh token but the store did not take
 		// it: the only copy is in this manager, which must live on.
 		p.hold(account, m)
 	}
-	m.mu.Lock()
-	refreshed := m.refreshN > before
-	m.mu.Unlock()
+	refreshed := after.refreshes > before
 	switch {
 	case errors.Is(err, ErrInvalidGrant):
 		return KeepAliveRefused

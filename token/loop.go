@@ -50,13 +50,11 @@ func (m *Manager) loop(ctx context.Context) {
 // nextWake is how long the loop sleeps before its next look.
 func (m *Manager) nextWake() time.Duration {
 	now := m.now()
-	m.mu.Lock()
-	retryAt := m.retryAt
-	m.mu.Unlock()
 	s := m.state.Load()
+	retryAt := s.retryAt
 	var at time.Time
 	switch {
-	case m.pending.Load() != nil:
+	case s.pending != nil:
 		at = now.Add(backoff.Delay(0, baseBackoff, maxBackoff))
 	case s.grant == nil && m.password != nil:
 		at = now
@@ -97,7 +95,7 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 		return
 	}
-	if m.pending.Load() == nil && s.grant != nil && now.Before(m.due(s)) {
+	if s.pending == nil && s.grant != nil && now.Before(m.due(s)) {
 		return
 	}
 	err := m.refreshShared(ctx, nil)
@@ -120,43 +118,45 @@ func (m *Manager) probeCredentials(ctx context.Context) {
 
 // mayAttempt reports whether backoff allows a refresh attempt at now.
 func (m *Manager) mayAttempt(now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return !now.Before(m.retryAt)
+	return !now.Before(m.state.Load().retryAt)
 }
 
 // noteResult records how a refresh attempt ended and, after a failure, when
 // the next attempt may start.
 func (m *Manager) noteResult(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err == nil {
-		m.failures = 0
-		m.retryAt = time.Time{}
-		return
-	}
-	m.failures++
 	now := m.now()
-	wait := backoff.Delay(m.failures-1, baseBackoff, maxBackoff)
-	// While the held token is still valid, never back off past the point
-	// where it would expire before the next attempt: retry at most a third
-	// of the remaining lifetime later (a bounded, shrinking number of tries).
-	if g := m.state.Load().grant; g.Valid(now) {
-		if left := g.Expiry.Sub(now) / 3; wait > left {
-			wait = max(left, 250*time.Millisecond)
+	m.update(func(s *state) bool {
+		if err == nil {
+			s.failures = 0
+			s.retryAt = time.Time{}
+			return true
 		}
-	}
-	m.retryAt = now.Add(wait)
-	m.lastErr = err.Error()
-	m.lastErrT = m.now()
+		s.failures++
+		wait := backoff.Delay(s.failures-1, baseBackoff, maxBackoff)
+		// While the held token is still valid, never back off past the
+		// point where it would expire before the next attempt: retry at
+		// most a third of the remaining lifetime later (a bounded,
+		// shrinking number of tries).
+		if g := s.grant; g.Valid(now) {
+			if left := g.Expiry.Sub(now) / 3; wait > left {
+				wait = max(left, 250*time.Millisecond)
+			}
+		}
+		s.retryAt = now.Add(wait)
+		s.lastErr = err.Error()
+		s.lastErrAt = now
+		return true
+	})
 }
 
 // recordErr keeps err for Status.
 func (m *Manager) recordErr(err error) {
-	m.mu.Lock()
-	m.lastErr = err.Error()
-	m.lastErrT = m.now()
-	m.mu.Unlock()
+	now := m.now()
+	m.update(func(s *state) bool {
+		s.lastErr = err.Error()
+		s.lastErrAt = now
+		return true
+	})
 }
 
 // due is when the held grant should be refreshed.

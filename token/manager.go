@@ -31,35 +31,14 @@ type Manager struct {
 	hooks  Hooks
 
 	endpoint atomic.Pointer[Endpoint]
-	state    atomic.Pointer[state]
-	// pending holds a refreshed grant the store has not taken yet: the one
-	// record of "not persisted". The background loop keeps trying.
-	pending atomic.Pointer[state]
+	// state is all the manager knows, one immutable snapshot (state.go).
+	state atomic.Pointer[state]
 	// password, when set, logs in without a browser (password grant).
 	password PasswordFunc
 
-	sf       singleflight.Group
-	kick     chan struct{}
-	mu       sync.Mutex // guards the fields below
-	failures int        // consecutive failed refresh attempts
-	retryAt  time.Time  // no synchronous attempt before this (backoff)
-	lastLoad time.Time  // last store re-read on behalf of a request
-	lastErr  string
-	lastErrT time.Time
-	refreshN int64
-	// forbidAt: when a 403 last claimed a refresh (ClaimForbiddenRefresh).
-	forbidAt time.Time
-	// credsFailed: the last read of the client credentials failed.
-	credsFailed bool
-}
-
-// state is an immutable snapshot of what the manager holds.
-type state struct {
-	grant   *Grant
-	version int64
-	jitter  time.Duration // this grant's share of refresh-ahead jitter
-	// dropped says why no grant is held ("invalid_grant", "logout", ...).
-	dropped string
+	sf   singleflight.Group
+	kick chan struct{}
+	mu   sync.Mutex // guards creds
 }
 
 // PasswordFunc returns the username and password for a password-grant login.
@@ -262,9 +241,10 @@ func (m *Manager) Install(ctx context.Context, g *Grant) error {
 		if err != nil {
 			return fmt.Errorf("token store: save the new grant: %w", err)
 		}
-		m.pending.Store(nil)
-		m.setState(before, &state{grant: g, version: nv, jitter: m.pickJitter(g)})
-		m.noteResult(nil)
+		m.setState(before, held{grant: g, version: nv, jitter: m.pickJitter(g)}, func(s *state) {
+			s.pending = nil
+			s.failures, s.retryAt = 0, time.Time{}
+		})
 		m.log.Info("connected to Panopto", "expires_at", g.Expiry, "account", m.key)
 		return nil
 	}
@@ -287,55 +267,26 @@ func (m *Manager) Forget(ctx context.Context, reason string) (*Grant, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token store: drop the grant: %w", err)
 		}
-		held := m.state.Load().grant
+		gone := m.state.Load().grant
 		if rec.Grant != nil {
-			held = rec.Grant
+			gone = rec.Grant
 		}
-		m.pending.Store(nil)
-		m.setState(before, &state{version: nv, dropped: reason})
-		return held, nil
+		m.setState(before, held{version: nv, dropped: reason}, func(s *state) { s.pending = nil })
+		return gone, nil
 	}
 	return nil, errors.New("token store: too many concurrent changes")
 }
 
 // shouldRecheckStore rate-limits store re-reads made on behalf of requests.
 func (m *Manager) shouldRecheckStore(now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if now.Sub(m.lastLoad) < storeRecheck {
-		return false
-	}
-	m.lastLoad = now
-	return true
-}
-
-// setState swaps in s, a record read or written at s.version, reports its
-// expiry and wakes the loop. before is the state held when that read or
-// write began: if the held state has changed since to one at least as new
-// (a concurrent refresh, login or read adopted it), s is older news and is
-// dropped, so a slow store read never puts back a grant whose refresh token
-// is already spent. A state unchanged since before is replaced whatever the
-// versions, so a store reset (a deleted record reads as version 0) still
-// reaches the manager.
-func (m *Manager) setState(before, s *state) bool {
-	for {
-		cur := m.state.Load()
-		if cur != before && cur.version >= s.version {
+	_, ok := m.update(func(s *state) bool {
+		if now.Sub(s.lastLoad) < storeRecheck {
 			return false
 		}
-		if m.state.CompareAndSwap(cur, s) {
-			break
-		}
-	}
-	if m.hooks.Expiry != nil {
-		if s.grant != nil {
-			m.hooks.Expiry(s.grant.Expiry)
-		} else {
-			m.hooks.Expiry(time.Time{})
-		}
-	}
-	m.wake()
-	return true
+		s.lastLoad = now
+		return true
+	})
+	return ok
 }
 
 // usable reports whether g may be injected at now: valid for at least

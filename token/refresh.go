@@ -43,7 +43,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 			return errors.New("token store: too many concurrent changes")
 		}
 		cur := m.state.Load()
-		if p := m.pending.Load(); p != nil {
+		if p := cur.pending; p != nil {
 			return m.persist(ctx, cur, p.grant, p.version, "persisted")
 		}
 		rec, ver, err := m.store.Load(ctx, m.key)
@@ -158,7 +158,7 @@ func (m *Manager) refreshFailed(ctx context.Context, err error, before *state, r
 			m.log.Warn("token store: could not record the dead grant", "err", werr, "account", m.key)
 			ver = leased
 		}
-		m.setState(before, &state{version: ver, dropped: droppedInvalidGrant})
+		m.setState(before, held{version: ver, dropped: droppedInvalidGrant}, nil)
 		m.log.Error("Panopto refused the refresh token: login required", m.connectHint(),
 			"account", m.key, "reason", ReasonRefreshRefused)
 		return err
@@ -197,11 +197,10 @@ func (m *Manager) persist(ctx context.Context, before *state, g *Grant, version 
 		m.count("store_error")
 		return m.keepUnpersisted(before, g, version, err)
 	}
-	m.pending.Store(nil)
-	m.mu.Lock()
-	m.refreshN++
-	m.mu.Unlock()
-	m.setState(before, &state{grant: g, version: ver, jitter: m.pickJitter(g)})
+	m.setState(before, held{grant: g, version: ver, jitter: m.pickJitter(g)}, func(s *state) {
+		s.pending = nil
+		s.refreshes++
+	})
 	m.count("ok")
 	m.log.Info("token "+how, "expires_at", g.Expiry, "account", m.key)
 	return nil
@@ -213,14 +212,23 @@ func (m *Manager) persist(ctx context.Context, before *state, g *Grant, version 
 // failure returned); once it has expired the new one is served anyway
 // (logged), since the store being down must not stop OnTrack.
 func (m *Manager) keepUnpersisted(before *state, g *Grant, version int64, err error) error {
-	p := &state{grant: g, version: version, jitter: m.pickJitter(g)}
-	m.pending.Store(p)
-	if usable(m.state.Load().grant, m.now()) {
+	p := &held{grant: g, version: version, jitter: m.pickJitter(g)}
+	now := m.now()
+	var serve, took bool
+	m.update(func(s *state) bool {
+		s.pending = p
+		serve = !usable(s.grant, now)
+		took = serve && s.take(before, *p)
+		return true
+	})
+	if !serve {
 		return fmt.Errorf("token store: persist the refreshed grant (kept in memory, retrying): %w", err)
+	}
+	if took {
+		m.grantChanged(g)
 	}
 	m.log.Error("token store: could not persist the refreshed grant; serving it anyway, as the old one has expired, and retrying",
 		"err", err, "account", m.key)
-	m.setState(before, p)
 	return nil
 }
 
@@ -290,20 +298,26 @@ func (m *Manager) reload(ctx context.Context) error {
 // setState) or we hold something newer that is not persisted yet. It
 // reports whether the record was taken.
 func (m *Manager) adopt(before *state, rec Record, ver int64) bool {
-	cur := m.state.Load()
-	if cur.version == ver && cur.grant != nil && rec.Grant != nil && cur.grant.AccessToken == rec.Grant.AccessToken {
-		return false
-	}
-	if cur != before && cur.version >= ver {
-		return false
-	}
-	if p := m.pending.Load(); p != nil {
-		if rec.Grant == nil || !rec.Grant.Expiry.After(p.grant.Expiry) {
-			return false // we hold something newer that is not persisted yet
+	h := held{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped}
+	var took bool
+	m.update(func(s *state) bool {
+		took = false
+		if s.version == ver && s.grant != nil && rec.Grant != nil && s.grant.AccessToken == rec.Grant.AccessToken {
+			return false
 		}
-		m.pending.Store(nil)
+		if p := s.pending; p != nil {
+			if rec.Grant == nil || !rec.Grant.Expiry.After(p.grant.Expiry) {
+				return false // we hold something newer that is not persisted yet
+			}
+			s.pending = nil
+		}
+		took = s.take(before, h)
+		return took
+	})
+	if took {
+		m.grantChanged(rec.Grant)
 	}
-	return m.setState(before, &state{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped})
+	return took
 }
 
 // credentials reads the current client credentials, and records for Status
@@ -320,9 +334,14 @@ func (m *Manager) credentials(ctx context.Context) (ClientCredentials, error) {
 	if err != nil && ctx.Err() != nil {
 		return c, err // the caller gave up: says nothing about the source
 	}
-	m.mu.Lock()
-	m.credsFailed = err != nil
-	m.mu.Unlock()
+	failed := err != nil
+	m.update(func(s *state) bool {
+		if s.credsFailed == failed {
+			return false
+		}
+		s.credsFailed = failed
+		return true
+	})
 	return c, err
 }
 
