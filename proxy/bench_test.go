@@ -97,7 +97,8 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 	ep := token.Endpoint{TokenURL: up.URL + "/unused", RefreshBefore: 5 * time.Minute}
 	m := token.NewManager(token.Options{Store: store, Endpoint: ep,
 		Credentials: token.StaticCredentials{ID: "bench", Secret: "bench-secret"}})
-	m.Start(ctx)
+	m.Load(ctx)
+	go m.Run(ctx)
 	u, _ := url.Parse(up.URL)
 	if tr == nil {
 		tr = proxy.NewTransport(proxy.TransportOptions{})

@@ -84,7 +84,8 @@ func newConnectEnvAt(t *testing.T, mode token.AccountsMode, co ConnectOptions, p
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e.pool.Start(ctx)
+	e.pool.Load(ctx)
+	go e.pool.Run(ctx)
 	e.flow = login.NewLoginFlow(0, clk.Now)
 	if co.ReturnTo == nil {
 		co.ReturnTo = []string{"https://ontrack.example/panopto/"}

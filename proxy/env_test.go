@@ -201,7 +201,8 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e.m.Start(ctx)
+	e.m.Load(ctx)
+	go e.m.Run(ctx)
 
 	e.flow = login.NewLoginFlow(0, clk.Now)
 	e.h = New(Deps{

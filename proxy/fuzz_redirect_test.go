@@ -66,7 +66,8 @@ func FuzzRedirectQuery(f *testing.F) {
 	m := token.NewManager(token.Options{Store: token.NewFileStore(tokenFile), Credentials: creds, Endpoint: ep})
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
-	m.Start(ctx)
+	m.Load(ctx)
+	go m.Run(ctx)
 	flow := login.NewLoginFlow(time.Minute, nil)
 	up, _ := url.Parse(closed)
 	h := New(Deps{

@@ -37,7 +37,8 @@ func TestExchangeCodeStoresNothing(t *testing.T) {
 	e := newEnv(t, time.Hour)
 	flow := login.NewLoginFlow(0, e.clk.Now)
 	m := e.manager("a", e.store)
-	m.Start(t.Context())
+	m.Load(t.Context())
+	go m.Run(t.Context())
 
 	l := flow.BeginReturning(e.ep, clientID, "alice", "https://ontrack.example/done")
 	code := e.authorize(l)

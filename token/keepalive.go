@@ -224,10 +224,13 @@ func (p *Pool) keepAlive(ctx context.Context, account string, g *Grant) string {
 	before := m.state.Load().refreshes
 	err := m.refreshShared(ctx, g)
 	after := m.state.Load()
-	if !cached && after.pending != nil {
+	switch {
+	case !cached && after.pending != nil:
 		// Panopto rotated the refresh token but the store did not take
 		// it: the only copy is in this manager, which must live on.
 		p.hold(account, m)
+	case !cached:
+		m.stop() // a refresh ctx gave up on may still be running
 	}
 	refreshed := after.refreshes > before
 	switch {
@@ -256,7 +259,7 @@ func (p *Pool) cached(account string) (*Manager, bool) {
 }
 
 // hold puts m, a manager that was not started, in the pool as account's
-// and starts its background loop.
+// and runs its background loop.
 func (p *Pool) hold(account string, m *Manager) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -270,16 +273,12 @@ func (p *Pool) hold(account string, m *Manager) {
 	for p.lru.Len() >= limit {
 		p.evictLocked(p.lru.Back())
 	}
-	pctx := p.ctx
-	if pctx == nil { // not started: the manager lives until evicted
-		pctx = context.Background()
-	}
-	mctx, cancel := context.WithCancel(pctx)
+	mctx, cancel := context.WithCancel(p.life)
 	loaded := make(chan struct{})
 	close(loaded)
 	e := &poolEntry{name: account, m: m, cancel: cancel, lastUsed: p.now(), loaded: loaded}
 	p.byName[account] = p.lru.PushFront(e)
-	go m.loop(mctx)
+	p.goLocked(mctx, m, nil)
 }
 
 // Disconnected lists, in name order, up to limit accounts after after

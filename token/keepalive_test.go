@@ -51,7 +51,7 @@ func (e *kaEnv) pool(holder string) *Pool {
 		Credentials:  func() CredentialSource { return StaticCredentials{ID: "cid", Secret: "secret"} },
 		PoolSettings: PoolSettings{Endpoint: e.ep, MaxCached: 10},
 	})
-	p.Start(e.t.Context())
+	runPool(e.t, p)
 	return p
 }
 

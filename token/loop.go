@@ -9,25 +9,28 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 )
 
-const (
-	// idlePoll: how often the background loop re-reads the store when it
-	// holds no grant or is waiting on another replica.
-	idlePoll    = 10 * time.Second
-	maxBackoff  = time.Minute
-	baseBackoff = time.Second
-)
-
-// Start loads the stored grant and runs the refresh loop until ctx ends.
-func (m *Manager) Start(ctx context.Context) {
+// Load reads the stored grant and holds it. A store that cannot be read
+// is logged and shown by Status; the loop and requests read it again.
+func (m *Manager) Load(ctx context.Context) {
 	if err := m.reload(ctx); err != nil && ctx.Err() == nil {
 		m.recordErr(err)
 		m.log.Error("token store: load failed; keeping nothing in memory until it can be read", "err", err)
 	}
-	go m.loop(ctx)
+}
+
+// Run refreshes ahead of expiry until ctx ends (call Load first), then
+// waits for the refreshes it started in the background. Once Run has
+// returned, refreshes run on their callers' goroutines.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.stop()
+	m.loop(ctx)
+	return nil
 }
 
 // loop refreshes ahead of expiry until ctx ends.
 func (m *Manager) loop(ctx context.Context) {
+	m.live.Add(1)
+	defer m.live.Add(-1)
 	if m.state.Load().grant == nil && m.password == nil {
 		m.probeCredentials(ctx)
 	}
@@ -55,11 +58,11 @@ func (m *Manager) nextWake() time.Duration {
 	var at time.Time
 	switch {
 	case s.pending != nil:
-		at = now.Add(backoff.Delay(0, baseBackoff, maxBackoff))
+		at = now.Add(backoff.Delay(0, m.timing.RetryBase, m.timing.RetryMax))
 	case s.grant == nil && m.password != nil:
 		at = now
 	case s.grant == nil:
-		at = now.Add(idlePoll)
+		at = now.Add(m.timing.IdlePoll)
 	default:
 		at = m.due(s)
 	}
@@ -70,8 +73,8 @@ func (m *Manager) nextWake() time.Duration {
 	if d < 0 {
 		d = 0
 	}
-	if d > idlePoll && s.grant == nil {
-		d = idlePoll
+	if d > m.timing.IdlePoll && s.grant == nil {
+		d = m.timing.IdlePoll
 	}
 	return d
 }
@@ -132,7 +135,7 @@ func (m *Manager) noteResult(err error) {
 			return true
 		}
 		s.failures++
-		wait := backoff.Delay(s.failures-1, baseBackoff, maxBackoff)
+		wait := backoff.Delay(s.failures-1, m.timing.RetryBase, m.timing.RetryMax)
 		// While the held token is still valid, never back off past the
 		// point where it would expire before the next attempt: retry at
 		// most a third of the remaining lifetime later (a bounded,

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/sync/singleflight"
 )
 
 // Manager keeps one grant (the default one, or one account's) current. It
@@ -29,6 +28,7 @@ type Manager struct {
 	now    func() time.Time
 	calls  tokenCall
 	hooks  Hooks
+	timing Timing
 
 	endpoint atomic.Pointer[Endpoint]
 	// state is all the manager knows, one immutable snapshot (state.go).
@@ -36,9 +36,17 @@ type Manager struct {
 	// password, when set, logs in without a browser (password grant).
 	password PasswordFunc
 
-	sf   singleflight.Group
 	kick chan struct{}
 	mu   sync.Mutex // guards creds
+
+	// The shared refresh in flight, and the background goroutines
+	// running refreshes (see refreshShared).
+	fmu     sync.Mutex
+	flight  *flight
+	stopped bool // Run has ended: no more background goroutines
+	bg      sync.WaitGroup
+	// live counts the loop and background refreshes running now.
+	live atomic.Int32
 }
 
 // PasswordFunc returns the username and password for a password-grant login.
@@ -62,18 +70,16 @@ type Options struct {
 	Now         func() time.Time
 	Password    PasswordFunc // non-nil: password grant
 	Hooks       Hooks
+	Timing      Timing // zero fields: the defaults
 }
 
 const (
 	// expirySkew: a token this close to expiry is never injected.
 	expirySkew = 5 * time.Second
-	// storeRecheck: how often a manager holding no grant re-reads the store
-	// on behalf of requests.
-	storeRecheck = 500 * time.Millisecond
 )
 
-// NewManager returns a manager; call Start to load the store and begin
-// refreshing.
+// NewManager returns a manager; call Load to read the store, and Run to
+// refresh in the background.
 func NewManager(o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -96,6 +102,7 @@ func NewManager(o Options) *Manager {
 		now:      o.Now,
 		calls:    tokenCall{client: o.HTTPClient, now: o.Now},
 		hooks:    o.Hooks,
+		timing:   o.Timing.withDefaults(),
 		password: o.Password,
 		kick:     make(chan struct{}, 1),
 	}
@@ -131,7 +138,7 @@ func (m *Manager) Token(ctx context.Context) (*Grant, error) {
 		return s.grant, nil
 	}
 	// Another replica may have logged in or refreshed: re-read the store
-	// (cheap, and never a call to Panopto), at most every storeRecheck,
+	// (cheap, and never a call to Panopto), at most every StoreRecheck,
 	// even while refreshing is backing off.
 	if m.shouldRecheckStore(now) {
 		if err := m.reload(ctx); err != nil {
@@ -280,7 +287,7 @@ func (m *Manager) Forget(ctx context.Context, reason string) (*Grant, error) {
 // shouldRecheckStore rate-limits store re-reads made on behalf of requests.
 func (m *Manager) shouldRecheckStore(now time.Time) bool {
 	_, ok := m.update(func(s *state) bool {
-		if now.Sub(s.lastLoad) < storeRecheck {
+		if now.Sub(s.lastLoad) < m.timing.StoreRecheck {
 			return false
 		}
 		s.lastLoad = now

@@ -446,7 +446,8 @@ func TestGrantSurvivesRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m2 := e.manager("b", token.NewFileStore(e.path))
-	m2.Start(ctx)
+	m2.Load(ctx)
+	go m2.Run(ctx)
 	g, err := m2.Token(ctx)
 	if err != nil || !e.fake.TokenActive(g.AccessToken.Reveal()) {
 		t.Fatalf("after restart: %v", err)
@@ -516,7 +517,8 @@ func TestBackgroundRefreshAhead(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m.Start(ctx)
+	m.Load(ctx)
+	go m.Run(ctx)
 	deadline := time.Now().Add(10 * time.Second)
 	for fake.Stats().Refreshes < 3 && time.Now().Before(deadline) {
 		g, err := m.Token(ctx)

@@ -11,23 +11,59 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// flight is one shared refresh; err is set before done is closed.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
 // refreshShared runs one refresh for all callers (single flight). The shared
-// work runs on its own context: a caller giving up does not cancel it.
+// work runs on its own context and goroutine: a caller giving up does not
+// cancel it. Run waits for those goroutines; once it has returned (or
+// after stop), the refresh runs on the caller's goroutine instead.
 func (m *Manager) refreshShared(ctx context.Context, refused *Grant) error {
-	ch := m.sf.DoChan("refresh", func() (any, error) {
+	m.fmu.Lock()
+	f := m.flight
+	if f == nil {
+		f = &flight{done: make(chan struct{})}
+		m.flight = f
 		timeout := 2*m.endpoint.Load().Timeout + 10*time.Second
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		err := m.refresh(rctx, refused)
-		m.noteResult(err)
-		return nil, err
-	})
+		run := func() {
+			m.live.Add(1)
+			defer m.live.Add(-1)
+			defer cancel()
+			err := m.refresh(rctx, refused)
+			m.noteResult(err)
+			m.fmu.Lock()
+			m.flight = nil
+			m.fmu.Unlock()
+			f.err = err
+			close(f.done)
+		}
+		if m.stopped {
+			m.fmu.Unlock()
+			run()
+			return f.err
+		}
+		m.bg.Go(run)
+	}
+	m.fmu.Unlock()
 	select {
-	case r := <-ch:
-		return r.Err
+	case <-f.done:
+		return f.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// stop makes later refreshes run on their callers' goroutines and waits
+// for the ones running in the background.
+func (m *Manager) stop() {
+	m.fmu.Lock()
+	m.stopped = true
+	m.fmu.Unlock()
+	m.bg.Wait()
 }
 
 // refresh is the cross-replica refresh protocol:
@@ -235,7 +271,7 @@ func (m *Manager) keepUnpersisted(before *state, g *Grant, version int64, err er
 // waitLease polls the store while another replica refreshes, until its lease
 // ends, it writes its result, or ctx ends.
 func (m *Manager) waitLease(ctx context.Context, until time.Time) error {
-	d := 200 * time.Millisecond
+	d := m.timing.LeasePoll
 	if left := until.Sub(m.now()); left < d {
 		d = max(left, 10*time.Millisecond)
 	}

@@ -58,7 +58,7 @@ func TestStatusReasons(t *testing.T) {
 			creds.down.Store(true)
 			mctx, cancel := context.WithCancel(ctx)
 			t.Cleanup(cancel)
-			m.Start(mctx) // reads the credentials to tell this from never_connected
+			go m.Run(mctx) // reads the credentials to tell this from never_connected
 			testsupport.WaitFor(t, 5*time.Second, "the credentials read", func() bool { return m.Status().LastError != "" })
 		}, token.ReasonCredentialsUnavailable, false},
 		{"credentials unreadable, token expired", func(t *testing.T, e *env, m *token.Manager, creds *switchableCredentials) {

@@ -43,7 +43,7 @@ func TestManagerKeepsNewerVersion(t *testing.T) {
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	started := make(chan struct{})
-	go func() { m.Start(mctx); close(started) }()
+	go func() { m.Load(mctx); close(started); m.Run(mctx) }()
 	<-store.read
 	login := &token.Grant{AccessToken: "access-new", RefreshToken: "refresh-new", Expiry: now.Add(time.Hour), ObtainedAt: now}
 	if err := m.Install(ctx, login); err != nil {

@@ -80,7 +80,8 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		ln.Close()
 		return err
 	}
-	s.accounts.Start(ctx)
+	s.accounts.Load(ctx)
+	go s.accounts.Run(ctx)
 	if s.keepalive != nil {
 		go s.keepalive.Run(ctx)
 	}
