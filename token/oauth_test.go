@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
@@ -482,57 +483,79 @@ func TestPasswordGrant(t *testing.T) {
 	}
 }
 
-// The background loop refreshes ahead of expiry with real time (short TTL).
-func TestBackgroundRefreshAhead(t *testing.T) {
-	if testing.Short() {
-		t.Skip("uses real time")
-	}
-	fake := panoptofake.New(panoptofake.Options{ClientID: clientID, ClientSecret: clientSecret, RedirectURIs: []string{redirectURI}, AccessTTL: 2 * time.Second})
-	srv := httptest.NewServer(fake)
-	defer srv.Close()
-	ep := token.Endpoint{AuthURL: srv.URL + "/Panopto/oauth2/connect/authorize", TokenURL: srv.URL + "/Panopto/oauth2/connect/token",
-		RedirectURL: redirectURI, Scopes: []string{"openid", "api", "offline_access"}, ClientAuth: "body", RefreshBefore: time.Second, Timeout: 2 * time.Second}
-	// Not t.TempDir: a refresh already under way when the test ends may
-	// still write its file while the directory is being removed.
-	dir, err := os.MkdirTemp("", "refresh-ahead-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	store := token.NewFileStore(filepath.Join(dir, "t.json"))
-	m := token.NewManager(token.Options{Store: store, Endpoint: ep, Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret}})
-	flow := login.NewLoginFlow(0, nil)
-	l := flow.Begin(ep, clientID, "")
+// inProcess is an HTTP client that hands every request to h in this
+// process: no sockets, so it works inside a synctest bubble.
+func inProcess(h http.Handler) *http.Client {
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(l.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	v, _, _ := flow.Complete(loc.Query().Get("state"), "", false)
-	if err := m.Exchange(context.Background(), loc.Query().Get("code"), v); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m.Load(ctx)
-	go m.Run(ctx)
-	deadline := time.Now().Add(10 * time.Second)
-	for fake.Stats().Refreshes < 3 && time.Now().Before(deadline) {
-		g, err := m.Token(ctx)
-		if err != nil || !fake.TokenActive(g.AccessToken.Reveal()) {
-			t.Fatalf("no valid token at %v: %v", time.Now(), err)
+	return &http.Client{Jar: jar, Transport: handlerTransport{h},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// The background loop refreshes ahead of expiry, on its own timers (a
+// short TTL, in a synctest bubble: the seconds pass at once).
+func TestBackgroundRefreshAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fake := panoptofake.New(panoptofake.Options{ClientID: clientID, ClientSecret: clientSecret, RedirectURIs: []string{redirectURI}, AccessTTL: 2 * time.Second})
+		const base = "http://panopto.invalid"
+		ep := token.Endpoint{AuthURL: base + "/Panopto/oauth2/connect/authorize", TokenURL: base + "/Panopto/oauth2/connect/token",
+			RedirectURL: redirectURI, Scopes: []string{"openid", "api", "offline_access"}, ClientAuth: "body", RefreshBefore: time.Second, Timeout: 2 * time.Second}
+		client := inProcess(fake)
+		store := token.NewFileStore(filepath.Join(t.TempDir(), "t.json"))
+		m := token.NewManager(token.Options{Store: store, Endpoint: ep, HTTPClient: client, Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret}})
+		flow := login.NewLoginFlow(0, nil)
+		l := flow.BeginReturning(ep, clientID, "", "")
+		resp, err := client.Get(l.URL)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := fake.Stats().Refreshes; n < 3 {
-		t.Fatalf("background refreshes = %d, want >= 3", n)
-	}
-	if fake.Stats().RefreshReuse != 0 {
-		t.Fatal("refresh token reused")
-	}
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		done, err := flow.Finish(loc.Query().Get("state"), "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		g, _, err := m.ExchangeCode(ctx, loc.Query().Get("code"), done.Verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Install(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			m.Run(ctx)
+		}()
+		for range 500 { // 10 s
+			g, err := m.Token(ctx)
+			if err != nil || !fake.TokenActive(g.AccessToken.Reveal()) {
+				t.Fatalf("no valid token at %v: %v", time.Now(), err)
+			}
+			if fake.Stats().Refreshes >= 3 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		<-ran
+		if n := fake.Stats().Refreshes; n < 3 {
+			t.Fatalf("background refreshes = %d, want >= 3", n)
+		}
+		if fake.Stats().RefreshReuse != 0 {
+			t.Fatal("refresh token reused")
+		}
+	})
 }
 
 // A refused refresh token's log line says how to connect again: the login
