@@ -105,7 +105,7 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 	}
 	h := proxy.New(proxy.Deps{
 		Accounts:    benchAccounts{m},
-		Credentials: func() token.CredentialSource { return token.StaticCredentials{ID: "bench"} },
+		Credentials: token.StaticCredentials{ID: "bench"},
 		Flow:        login.NewLoginFlow(0, nil),
 		Transport:   tr,
 		Logger:      logger,

@@ -207,7 +207,7 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 	e.flow = login.NewLoginFlow(0, clk.Now)
 	e.h = New(Deps{
 		Accounts:    oneAccount{e.m},
-		Credentials: func() token.CredentialSource { return creds },
+		Credentials: creds,
 		Flow:        e.flow,
 		Transport:   NewTransport(cfg.transport),
 		Logger:      logger.With("component", "proxy"),

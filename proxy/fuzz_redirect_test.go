@@ -72,7 +72,7 @@ func FuzzRedirectQuery(f *testing.F) {
 	up, _ := url.Parse(closed)
 	h := New(Deps{
 		Accounts:    oneAccount{m},
-		Credentials: func() token.CredentialSource { return creds },
+		Credentials: creds,
 		Flow:        flow,
 	}, Options{
 		Upstream: up, PublicURL: public, Routes: defaultRoutes(), Endpoint: ep,
@@ -83,8 +83,8 @@ func FuzzRedirectQuery(f *testing.F) {
 		if strings.ContainsAny(cookie, "\r\n\x00") || !validQuery(rawQuery) {
 			return // an HTTP server refuses these before any handler runs
 		}
-		l := flow.Begin(ep, creds.ID, "")
-		defer flow.Complete(l.State, "", false) // spend it if the input did not
+		l := flow.BeginReturning(ep, creds.ID, "", "")
+		defer flow.Finish(l.State, "", false) // spend it if the input did not
 		q := strings.ReplaceAll(strings.ReplaceAll(rawQuery, "{STATE}", l.State), "{BINDING}", l.Binding)
 		c := strings.ReplaceAll(strings.ReplaceAll(cookie, "{STATE}", l.State), "{BINDING}", l.Binding)
 

@@ -49,7 +49,7 @@ func TestExchangeCodeStoresNothing(t *testing.T) {
 	if done.Account != "alice" || done.ReturnTo != "https://ontrack.example/done" || done.Nonce == "" || done.Verifier == "" {
 		t.Fatalf("finish: account %q return_to %q nonce set %v", done.Account, done.ReturnTo, done.Nonce != "")
 	}
-	if got := login.AuthorizeParams(l.URL).Get("nonce"); got != done.Nonce {
+	if got := authorizeParams(l.URL).Get("nonce"); got != done.Nonce {
 		t.Fatal("the nonce returned is not the one sent to authorize")
 	}
 	g, idToken, err := m.ExchangeCode(context.Background(), code, done.Verifier)

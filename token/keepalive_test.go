@@ -48,7 +48,7 @@ func newKAEnv(t *testing.T) *kaEnv {
 func (e *kaEnv) pool(holder string) *Pool {
 	p := NewPool(PoolOptions{
 		Store: e.store, Holder: holder, Now: e.clk.Now, Mode: AccountsLogin,
-		Credentials:  func() CredentialSource { return StaticCredentials{ID: "cid", Secret: "secret"} },
+		Credentials:  StaticCredentials{ID: "cid", Secret: "secret"},
 		PoolSettings: PoolSettings{Endpoint: e.ep, MaxCached: 10},
 	})
 	runPool(e.t, p)

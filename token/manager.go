@@ -23,7 +23,7 @@ type Manager struct {
 	key    string
 	holder string
 	store  Store
-	creds  CredentialSource // guarded by mu
+	creds  CredentialSource
 	log    *slog.Logger
 	now    func() time.Time
 	calls  tokenCall
@@ -37,7 +37,6 @@ type Manager struct {
 	password PasswordFunc
 
 	kick chan struct{}
-	mu   sync.Mutex // guards creds
 
 	// The shared refresh in flight, and the background goroutines
 	// running refreshes (see refreshShared).
@@ -118,13 +117,6 @@ func (m *Manager) SetEndpoint(e Endpoint) {
 	m.wake()
 }
 
-// SetCredentials swaps the credential source (config reload).
-func (m *Manager) SetCredentials(c CredentialSource) {
-	m.mu.Lock()
-	m.creds = c
-	m.mu.Unlock()
-}
-
 // Token returns a grant whose access token is valid now. It never returns an
 // expired token: past expiry it refreshes (single flight, bounded by ctx)
 // and otherwise returns an error wrapping ErrNotConnected.
@@ -187,18 +179,6 @@ func (m *Manager) ForceRefresh(ctx context.Context, refused *Grant) (*Grant, err
 		return nil, ErrNotConnected
 	}
 	return s.grant, nil
-}
-
-// Exchange completes an authorization-code login: it trades code (with the
-// PKCE verifier) for a grant, stores it, and serves it. A login replaces
-// whatever grant was stored. The id_token, if any, is not looked at: callers
-// that verify it use ExchangeCode and Install.
-func (m *Manager) Exchange(ctx context.Context, code, verifier string) error {
-	g, _, err := m.ExchangeCode(ctx, code, verifier)
-	if err != nil {
-		return err
-	}
-	return m.Install(ctx, g)
 }
 
 // ExchangeCode trades code (with the PKCE verifier) for a candidate grant

@@ -76,11 +76,14 @@ func newEnv(t *testing.T, ttl time.Duration) *env {
 }
 
 func (e *env) manager(holder string, store token.Store) *token.Manager {
+	return e.managerWith(holder, store, token.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"})
+}
+
+func (e *env) managerWith(holder string, store token.Store, creds token.CredentialSource) *token.Manager {
 	return token.NewManager(token.Options{
-		Holder: holder, Store: store, Endpoint: e.ep,
-		Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"},
-		Logger:      slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:         e.clk.Now,
+		Holder: holder, Store: store, Endpoint: e.ep, Credentials: creds,
+		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:    e.clk.Now,
 	})
 }
 
@@ -89,7 +92,7 @@ func (e *env) manager(holder string, store token.Store) *token.Manager {
 // code; the code is exchanged with the verifier.
 func (e *env) login(m *token.Manager, flow *login.LoginFlow) {
 	e.t.Helper()
-	l := flow.Begin(e.ep, clientID, "")
+	l := flow.BeginReturning(e.ep, clientID, "", "")
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Get(l.URL)
 	if err != nil {
@@ -104,12 +107,16 @@ func (e *env) login(m *token.Manager, flow *login.LoginFlow) {
 	if q.Get("state") != l.State {
 		e.t.Fatalf("state not echoed")
 	}
-	verifier, account, err := flow.Complete(q.Get("state"), l.Binding, true)
-	if err != nil || account != "" {
-		e.t.Fatalf("complete: %v %q", err, account)
+	done, err := flow.Finish(q.Get("state"), l.Binding, true)
+	if err != nil || done.Account != "" {
+		e.t.Fatalf("finish: %v %q", err, done.Account)
 	}
-	if err := m.Exchange(context.Background(), q.Get("code"), verifier); err != nil {
+	g, _, err := m.ExchangeCode(context.Background(), q.Get("code"), done.Verifier)
+	if err != nil {
 		e.t.Fatalf("exchange: %v", err)
+	}
+	if err := m.Install(context.Background(), g); err != nil {
+		e.t.Fatalf("install: %v", err)
 	}
 }
 
@@ -222,12 +229,21 @@ func TestFileStoreCorruptIsNeverOverwritten(t *testing.T) {
 	}
 }
 
+// authorizeParams is the query of a login URL.
+func authorizeParams(loginURL string) url.Values {
+	u, err := url.Parse(loginURL)
+	if err != nil {
+		return nil
+	}
+	return u.Query()
+}
+
 func TestLoginFlowState(t *testing.T) {
 	clk := newClock()
 	f := login.NewLoginFlow(10*time.Minute, clk.Now)
 	ep := token.Endpoint{AuthURL: "https://p.example/Panopto/oauth2/connect/authorize", RedirectURL: redirectURI, Scopes: []string{"openid", "api", "offline_access"}}
-	l := f.Begin(ep, "cid", "")
-	q := login.AuthorizeParams(l.URL)
+	l := f.BeginReturning(ep, "cid", "", "")
+	q := authorizeParams(l.URL)
 	for k, want := range map[string]string{"client_id": "cid", "response_type": "code", "redirect_uri": redirectURI,
 		"scope": "openid api offline_access", "state": l.State, "code_challenge_method": "S256", "prompt": "consent"} {
 		if q.Get(k) != want {
@@ -240,31 +256,31 @@ func TestLoginFlowState(t *testing.T) {
 	// Wrong browser, or none: refused, and the login stays for the browser
 	// that started it, which alone can end it, once.
 	for _, other := range []string{"other-cookie", ""} {
-		if _, _, err := f.Complete(l.State, other, true); !errors.Is(err, login.ErrWrongBrowser) {
+		if _, err := f.Finish(l.State, other, true); !errors.Is(err, login.ErrWrongBrowser) {
 			t.Fatalf("binding %q: %v", other, err)
 		}
 	}
-	if _, _, err := f.Complete(l.State, l.Binding, true); err != nil {
+	if _, err := f.Finish(l.State, l.Binding, true); err != nil {
 		t.Fatalf("the right browser after a wrong one: %v", err)
 	}
-	if _, _, err := f.Complete(l.State, l.Binding, true); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish(l.State, l.Binding, true); !errors.Is(err, login.ErrBadState) {
 		t.Fatalf("reused state: %v", err)
 	}
 	// Single use.
-	l2 := f.Begin(ep, "cid", "alice")
-	if _, acct, err := f.Complete(l2.State, l2.Binding, true); err != nil || acct != "alice" {
-		t.Fatalf("complete: %v %q", err, acct)
+	l2 := f.BeginReturning(ep, "cid", "alice", "")
+	if done, err := f.Finish(l2.State, l2.Binding, true); err != nil || done.Account != "alice" {
+		t.Fatalf("finish: %v %q", err, done.Account)
 	}
-	if _, _, err := f.Complete(l2.State, l2.Binding, true); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish(l2.State, l2.Binding, true); !errors.Is(err, login.ErrBadState) {
 		t.Fatalf("second use: %v", err)
 	}
 	// Expiry.
-	l3 := f.Begin(ep, "cid", "")
+	l3 := f.BeginReturning(ep, "cid", "", "")
 	clk.Advance(10*time.Minute + time.Second)
-	if _, _, err := f.Complete(l3.State, l3.Binding, false); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish(l3.State, l3.Binding, false); !errors.Is(err, login.ErrBadState) {
 		t.Fatalf("expired state: %v", err)
 	}
-	if _, _, err := f.Complete("made-up", "", false); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish("made-up", "", false); !errors.Is(err, login.ErrBadState) {
 		t.Fatal("unknown state accepted")
 	}
 }

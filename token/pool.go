@@ -46,9 +46,9 @@ type Pool struct {
 type PoolOptions struct {
 	Store  Store
 	Holder string // this replica's name in refresh leases
-	// Credentials returns the credential source in force; managers call it
-	// on every use, so swapping the source reaches all of them.
-	Credentials func() CredentialSource
+	// Credentials are read by every manager on every use: a
+	// SwappableCredentials swapped on reload reaches all of them.
+	Credentials CredentialSource
 	HTTPClient  *http.Client // for the token endpoint
 	Logger      *slog.Logger
 	Now         func() time.Time // default time.Now
@@ -95,7 +95,7 @@ func NewPool(o PoolOptions) *Pool {
 		base: Options{
 			Holder:      o.Holder,
 			Store:       o.Store,
-			Credentials: currentCredentials(o.Credentials),
+			Credentials: o.Credentials,
 			HTTPClient:  o.HTTPClient,
 			Logger:      o.Logger,
 			Now:         o.Now,
@@ -348,18 +348,4 @@ func (p *Pool) evictLocked(el *list.Element) {
 	p.lru.Remove(el)
 	delete(p.byName, e.name)
 	p.evicted++
-}
-
-// currentCredentials reads the credential source in force at each call.
-type currentCredentials func() CredentialSource
-
-func (c currentCredentials) Credentials(ctx context.Context) (ClientCredentials, error) {
-	return c().Credentials(ctx)
-}
-
-func (c currentCredentials) Reread(ctx context.Context) error {
-	if rr, ok := c().(Rereader); ok {
-		return rr.Reread(ctx)
-	}
-	return errors.New("credentials: source cannot re-read")
 }

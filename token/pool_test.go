@@ -19,7 +19,7 @@ func newTestPool(t *testing.T, clk *testsupport.Clock, o PoolOptions) *Pool {
 		o.Store = NewFileStore(filepath.Join(t.TempDir(), "token.json"))
 	}
 	o.Now = clk.Now
-	o.Credentials = func() CredentialSource { return StaticCredentials{ID: "cid", Secret: "secret"} }
+	o.Credentials = StaticCredentials{ID: "cid", Secret: "secret"}
 	o.Endpoint = Endpoint{TokenURL: "http://127.0.0.1:1/unused", RefreshBefore: time.Minute}
 	p := NewPool(o)
 	runPool(t, p)

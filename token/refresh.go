@@ -165,7 +165,7 @@ func (m *Manager) callRefresh(ctx context.Context, ep *Endpoint, g *Grant) (*Gra
 		// The client secret may have been rotated: re-read it and try once
 		// more. The refresh token was refused before use, so presenting it
 		// again is safe.
-		if rr, ok := m.credentialSource().(Rereader); ok {
+		if rr, ok := m.creds.(Rereader); ok {
 			if rerr := rr.Reread(ctx); rerr == nil {
 				if creds2, cerr := m.credentials(ctx); cerr == nil && (creds2.Version != creds.Version || creds2.Secret != creds.Secret || creds2.ID != creds.ID) {
 					m.log.Info("client credentials changed; retrying the refresh", "version", creds2.Version)
@@ -359,13 +359,10 @@ func (m *Manager) adopt(before *state, rec Record, ver int64) bool {
 // credentials reads the current client credentials, and records for Status
 // whether they could be read.
 func (m *Manager) credentials(ctx context.Context) (ClientCredentials, error) {
-	m.mu.Lock()
-	src := m.creds
-	m.mu.Unlock()
 	var c ClientCredentials
 	err := errors.New("credentials: no source configured")
-	if src != nil {
-		c, err = src.Credentials(ctx)
+	if m.creds != nil {
+		c, err = m.creds.Credentials(ctx)
 	}
 	if err != nil && ctx.Err() != nil {
 		return c, err // the caller gave up: says nothing about the source
@@ -379,12 +376,6 @@ func (m *Manager) credentials(ctx context.Context) (ClientCredentials, error) {
 		return true
 	})
 	return c, err
-}
-
-func (m *Manager) credentialSource() CredentialSource {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.creds
 }
 
 // count reports a refresh result to the Refresh hook.

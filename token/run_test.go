@@ -38,7 +38,7 @@ func TestPoolRunWaitsForEverything(t *testing.T) {
 	}
 	p := NewPool(PoolOptions{
 		Store: store, Now: clk.Now, Mode: AccountsLogin,
-		Credentials:  func() CredentialSource { return StaticCredentials{ID: "cid", Secret: "secret"} },
+		Credentials:  StaticCredentials{ID: "cid", Secret: "secret"},
 		PoolSettings: PoolSettings{Endpoint: Endpoint{TokenURL: srv.URL, Timeout: 5 * time.Second}, MaxCached: 3},
 	})
 	runCtx, stop := context.WithCancel(ctx)

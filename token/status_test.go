@@ -82,8 +82,7 @@ func TestStatusReasons(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, time.Hour)
 			creds := &switchableCredentials{}
-			m := e.manager("a", e.store)
-			m.SetCredentials(creds)
+			m := e.managerWith("a", e.store, creds)
 			tc.setup(t, e, m, creds)
 
 			st := m.Status()

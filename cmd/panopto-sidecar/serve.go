@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
@@ -36,7 +35,7 @@ type sidecar struct {
 
 	// What the token managers share.
 	store     token.Store
-	creds     atomic.Pointer[credentialsHolder]
+	creds     *token.SwappableCredentials
 	tokenHTTP *http.Client
 	accounts  *token.Pool
 	keepalive *token.KeepAlive // nil: accounts off, or a store that cannot list
@@ -170,7 +169,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s.creds.Store(&credentialsHolder{src})
+	s.creds = token.NewSwappableCredentials(src)
 	if s.store, err = s.tokenStore(ctx, cfg); err != nil {
 		return err
 	}
@@ -181,7 +180,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	s.accounts = token.NewPool(po)
 	s.handler = proxy.New(proxy.Deps{
 		Accounts:     s.accounts,
-		Credentials:  func() token.CredentialSource { return s.creds.Load().src },
+		Credentials:  s.creds,
 		Flow:         login.NewLoginFlow(10*time.Minute, nil),
 		Transport:    tr,
 		Logger:       s.log.With("component", "proxy"),
@@ -299,7 +298,7 @@ func allowedHosts(cfg *config.Config) []string {
 }
 
 func (s *sidecar) revoke(ctx context.Context, g *token.Grant) error {
-	creds, err := s.creds.Load().src.Credentials(ctx)
+	creds, err := s.creds.Credentials(ctx)
 	if err != nil {
 		return err
 	}
@@ -355,7 +354,7 @@ func (s *sidecar) statusExtras() map[string]any {
 		"version":     currentVersion().Version,
 	}
 	cs := map[string]any{"source": cfg.Credentials.Source}
-	if c, err := s.creds.Load().src.Credentials(context.Background()); err == nil {
+	if c, err := s.creds.Credentials(context.Background()); err == nil {
 		cs["version"] = c.Version
 	} else {
 		cs["error"] = err.Error()
