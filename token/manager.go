@@ -219,14 +219,14 @@ func (m *Manager) Install(ctx context.Context, g *Grant) error {
 		before := m.state.Load()
 		_, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
-			return fmt.Errorf("token store: read before saving the new grant: %w", err) // a corrupt record is never overwritten
+			return fmt.Errorf("read the stored grant before saving the new one: %w", err) // a corrupt record is never overwritten
 		}
 		nv, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Grant: g})
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("token store: save the new grant: %w", err)
+			return fmt.Errorf("save the new grant: %w", err)
 		}
 		m.setState(before, held{grant: g, version: nv, jitter: m.pickJitter(g)}, func(s *state) {
 			s.pending = nil
@@ -245,14 +245,14 @@ func (m *Manager) Forget(ctx context.Context, reason string) (*Grant, error) {
 		before := m.state.Load()
 		rec, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
-			return nil, fmt.Errorf("token store: read before dropping the grant: %w", err)
+			return nil, fmt.Errorf("read the stored grant before dropping it: %w", err)
 		}
 		nv, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Dropped: reason})
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("token store: drop the grant: %w", err)
+			return nil, fmt.Errorf("drop the grant: %w", err)
 		}
 		gone := m.state.Load().grant
 		if rec.Grant != nil {

@@ -85,7 +85,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		rec, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
 			m.count("store_error")
-			return fmt.Errorf("token store: read before refreshing: %w", err)
+			return fmt.Errorf("read the stored grant before refreshing: %w", err)
 		}
 		now := m.now()
 		g := rec.Grant
@@ -134,7 +134,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		}
 		if err != nil {
 			m.count("store_error")
-			return fmt.Errorf("token store: take refresh lease: %w", err)
+			return fmt.Errorf("take the refresh lease: %w", err)
 		}
 		ng, err := m.callRefresh(ctx, ep, g)
 		if err != nil {
@@ -258,7 +258,7 @@ func (m *Manager) keepUnpersisted(before *state, g *Grant, version int64, err er
 		return true
 	})
 	if !serve {
-		return fmt.Errorf("token store: persist the refreshed grant (kept in memory, retrying): %w", err)
+		return fmt.Errorf("persist the refreshed grant (kept in memory, retrying): %w", err)
 	}
 	if took {
 		m.grantChanged(g)
@@ -296,7 +296,7 @@ func (m *Manager) passwordLogin(ctx context.Context, before *state, rec Record, 
 			if errors.Is(err, ErrConflict) {
 				return m.reload(ctx)
 			}
-			return fmt.Errorf("token store: take login lease: %w", err)
+			return fmt.Errorf("take the login lease: %w", err)
 		}
 		version = leased
 	}
