@@ -95,10 +95,11 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 		b.Fatal(err)
 	}
 	ep := token.Endpoint{TokenURL: up.URL + "/unused", RefreshBefore: 5 * time.Minute}
-	m := token.NewManager(token.Options{Store: store, Endpoint: ep,
+	pool := token.NewPool(token.PoolOptions{Store: store, PoolSettings: token.PoolSettings{Endpoint: ep},
 		Credentials: token.StaticCredentials{ID: "bench", Secret: "bench-secret"}})
-	m.Load(ctx)
-	go m.Run(ctx)
+	pool.Load(ctx)
+	go pool.Run(ctx)
+	m := pool.Default()
 	u, _ := url.Parse(up.URL)
 	if tr == nil {
 		tr = proxy.NewTransport(proxy.TransportOptions{})

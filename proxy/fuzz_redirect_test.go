@@ -63,11 +63,12 @@ func FuzzRedirectQuery(f *testing.F) {
 	}
 	tokenFile := filepath.Join(f.TempDir(), "token.json")
 	creds := token.StaticCredentials{ID: "fuzz-client", Secret: "fuzz-secret-8c1d", Source: "env"}
-	m := token.NewManager(token.Options{Store: token.NewFileStore(tokenFile), Credentials: creds, Endpoint: ep})
+	pool := token.NewPool(token.PoolOptions{Store: token.NewFileStore(tokenFile), Credentials: creds, PoolSettings: token.PoolSettings{Endpoint: ep}})
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
-	m.Load(ctx)
-	go m.Run(ctx)
+	pool.Load(ctx)
+	go pool.Run(ctx)
+	m := pool.Default()
 	flow := login.NewLoginFlow(time.Minute, nil)
 	up, _ := url.Parse(closed)
 	h := New(Deps{

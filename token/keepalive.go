@@ -99,7 +99,7 @@ func (k *KeepAlive) Run(ctx context.Context) {
 		}
 		start := time.Now()
 		every := sweepInterval(s.After)
-		if _, err := k.Sweep(ctx, every); err != nil && ctx.Err() == nil {
+		if _, err := k.sweep(ctx, every); err != nil && ctx.Err() == nil {
 			k.log.Warn("keep-alive: sweep failed; trying again at the next one", "err", err)
 		}
 		// Replicas started together drift apart: ±10% on every interval.
@@ -116,20 +116,20 @@ func sweepInterval(after time.Duration) time.Duration {
 	return min(max(after/8, time.Second), time.Hour)
 }
 
-// SweepResult counts what one sweep did.
-type SweepResult struct {
+// sweepResult counts what one sweep did.
+type sweepResult struct {
 	Accounts int // grants looked at
 	Due      int
 	Results  map[string]int // by KeepAliveOK ...
 }
 
-// Sweep walks the store once and refreshes the grants that are due, spread
+// sweep walks the store once and refreshes the grants that are due, spread
 // evenly over span (the time until the next sweep) but never faster than
 // Rate, in random order so that replicas sweeping at once rarely meet on a
 // grant.
-func (k *KeepAlive) Sweep(ctx context.Context, span time.Duration) (SweepResult, error) {
+func (k *KeepAlive) sweep(ctx context.Context, span time.Duration) (sweepResult, error) {
 	s := *k.settings.Load()
-	res := SweepResult{Results: map[string]int{}}
+	res := sweepResult{Results: map[string]int{}}
 	if s.After <= 0 {
 		return res, nil
 	}

@@ -9,22 +9,21 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 )
 
-// Load reads the stored grant and holds it. A store that cannot be read
+// load reads the stored grant and holds it. A store that cannot be read
 // is logged and shown by Status; the loop and requests read it again.
-func (m *Manager) Load(ctx context.Context) {
+func (m *Manager) load(ctx context.Context) {
 	if err := m.reload(ctx); err != nil && ctx.Err() == nil {
 		m.recordErr(err)
 		m.log.Error("token store: load failed; keeping nothing in memory until it can be read", "err", err)
 	}
 }
 
-// Run refreshes ahead of expiry until ctx ends (call Load first), then
-// waits for the refreshes it started in the background. Once Run has
+// run refreshes ahead of expiry until ctx ends (call load first), then
+// waits for the refreshes it started in the background. Once run has
 // returned, refreshes run on their callers' goroutines.
-func (m *Manager) Run(ctx context.Context) error {
+func (m *Manager) run(ctx context.Context) {
 	defer m.stop()
 	m.loop(ctx)
-	return nil
 }
 
 // loop refreshes ahead of expiry until ctx ends.

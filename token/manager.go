@@ -34,7 +34,7 @@ type Manager struct {
 	// state is all the manager knows, one immutable snapshot (state.go).
 	state atomic.Pointer[state]
 	// password, when set, logs in without a browser (password grant).
-	password PasswordFunc
+	password passwordFunc
 
 	kick chan struct{}
 
@@ -42,14 +42,14 @@ type Manager struct {
 	// running refreshes (see refreshShared).
 	fmu     sync.Mutex
 	flight  *flight
-	stopped bool // Run has ended: no more background goroutines
+	stopped bool // run has ended: no more background goroutines
 	bg      sync.WaitGroup
 	// live counts the loop and background refreshes running now.
 	live atomic.Int32
 }
 
-// PasswordFunc returns the username and password for a password-grant login.
-type PasswordFunc func(ctx context.Context, c ClientCredentials) (username string, password Secret, err error)
+// passwordFunc returns the username and password for a password-grant login.
+type passwordFunc func(ctx context.Context, c ClientCredentials) (username string, password Secret, err error)
 
 // Hooks let the caller count what happens (metrics). All are optional.
 type Hooks struct {
@@ -57,8 +57,8 @@ type Hooks struct {
 	Expiry  func(expiry time.Time) // called whenever the held grant changes (zero time: none)
 }
 
-// Options configure a Manager.
-type Options struct {
+// options configure a Manager.
+type options struct {
 	Key         string // account key; "" is the default grant
 	Holder      string // this replica's name in refresh leases
 	Store       Store
@@ -67,7 +67,7 @@ type Options struct {
 	HTTPClient  *http.Client // for the token endpoint
 	Logger      *slog.Logger
 	Now         func() time.Time
-	Password    PasswordFunc // non-nil: password grant
+	Password    passwordFunc // non-nil: password grant
 	Hooks       Hooks
 	Timing      Timing // zero fields: the defaults
 }
@@ -77,9 +77,9 @@ const (
 	expirySkew = 5 * time.Second
 )
 
-// NewManager returns a manager; call Load to read the store, and Run to
+// newManager returns a manager; call load to read the store, and run to
 // refresh in the background.
-func NewManager(o Options) *Manager {
+func newManager(o options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -111,8 +111,8 @@ func NewManager(o Options) *Manager {
 	return m
 }
 
-// SetEndpoint swaps the endpoint settings (config reload). New calls use it.
-func (m *Manager) SetEndpoint(e Endpoint) {
+// setEndpoint swaps the endpoint settings (config reload). New calls use it.
+func (m *Manager) setEndpoint(e Endpoint) {
 	m.endpoint.Store(&e)
 	m.wake()
 }

@@ -20,7 +20,7 @@ import (
 // LRU with idle eviction. An evicted account's grant stays in the store and
 // is loaded again on its next request.
 type Pool struct {
-	base     Options // what every manager shares; Key, Endpoint and Password are set per manager
+	base     options // what every manager shares; Key, Endpoint and Password are set per manager
 	grant    GrantType
 	mode     AccountsMode
 	now      func() time.Time
@@ -92,7 +92,7 @@ func NewPool(o PoolOptions) *Pool {
 		life:   life,
 		end:    end,
 		timing: o.Timing.withDefaults(),
-		base: Options{
+		base: options{
 			Holder:      o.Holder,
 			Store:       o.Store,
 			Credentials: o.Credentials,
@@ -118,7 +118,7 @@ func NewPool(o PoolOptions) *Pool {
 // the first request. Run does it too, when Load was not called.
 func (p *Pool) Load(ctx context.Context) {
 	if p.loaded.CompareAndSwap(false, true) {
-		p.def.Load(ctx)
+		p.def.load(ctx)
 	}
 }
 
@@ -131,7 +131,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	p.Load(ctx)
 	p.mu.Lock()
 	if !p.stopped {
-		p.wg.Go(func() { p.def.Run(p.life) })
+		p.wg.Go(func() { p.def.run(p.life) })
 		p.wg.Go(func() { p.evictLoop(p.life) })
 	}
 	p.mu.Unlock()
@@ -158,10 +158,10 @@ func (p *Pool) goLocked(ctx context.Context, m *Manager, loaded chan struct{}) {
 	}
 	p.wg.Go(func() {
 		if loaded != nil {
-			m.Load(ctx) // an eviction meanwhile cancels the load; the manager re-reads on use
+			m.load(ctx) // an eviction meanwhile cancels the load; the manager re-reads on use
 			close(loaded)
 		}
-		m.Run(ctx)
+		m.run(ctx)
 	})
 }
 
@@ -223,11 +223,11 @@ func (p *Pool) entry(account string) *poolEntry {
 // new endpoint, and later managers the rest.
 func (p *Pool) Update(s PoolSettings) {
 	p.settings.Store(&s)
-	p.def.SetEndpoint(s.Endpoint)
+	p.def.setEndpoint(s.Endpoint)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for el := p.lru.Front(); el != nil; el = el.Next() {
-		el.Value.(*poolEntry).m.SetEndpoint(s.Endpoint)
+		el.Value.(*poolEntry).m.setEndpoint(s.Endpoint)
 	}
 }
 
@@ -261,12 +261,12 @@ func (p *Pool) newManager(account string, s *PoolSettings) *Manager {
 	if account != "" {
 		o.Hooks.Expiry = nil
 	}
-	return NewManager(o)
+	return newManager(o)
 }
 
 // passwordFor returns how account logs in without a browser, or nil when it
 // needs a person to log in.
-func (p *Pool) passwordFor(account, provider string) PasswordFunc {
+func (p *Pool) passwordFor(account, provider string) passwordFunc {
 	switch {
 	case account == "" && p.grant == GrantPassword:
 		return func(_ context.Context, c ClientCredentials) (string, Secret, error) {

@@ -19,7 +19,7 @@ type flight struct {
 
 // refreshShared runs one refresh for all callers (single flight). The shared
 // work runs on its own context and goroutine: a caller giving up does not
-// cancel it. Run waits for those goroutines; once it has returned (or
+// cancel it. run waits for those goroutines; once it has returned (or
 // after stop), the refresh runs on the caller's goroutine instead.
 func (m *Manager) refreshShared(ctx context.Context, refused *Grant) error {
 	m.fmu.Lock()
