@@ -48,6 +48,7 @@ func newKAEnv(t *testing.T) *kaEnv {
 func (e *kaEnv) pool(holder string) *Pool {
 	p := NewPool(PoolOptions{
 		Store: e.store, Holder: holder, Now: e.clk.Now, Mode: AccountsLogin,
+		Timing:       Timing{LeasePoll: 5 * time.Millisecond}, // a replica waiting on the other's lease looks again soon
 		Credentials:  StaticCredentials{ID: "cid", Secret: "secret"},
 		PoolSettings: PoolSettings{Endpoint: e.ep, MaxCached: 10},
 	})

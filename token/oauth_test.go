@@ -46,6 +46,8 @@ type env struct {
 	store *token.FileStore
 	path  string
 	logs  *testsupport.SyncBuffer
+	// timing is the managers' (zero: the defaults).
+	timing token.Timing
 }
 
 func newEnv(t *testing.T, ttl time.Duration) *env {
@@ -81,7 +83,7 @@ func (e *env) manager(holder string, store token.Store) *token.Manager {
 
 func (e *env) managerWith(holder string, store token.Store, creds token.CredentialSource) *token.Manager {
 	return token.NewManager(token.Options{
-		Holder: holder, Store: store, Endpoint: e.ep, Credentials: creds,
+		Holder: holder, Store: store, Endpoint: e.ep, Credentials: creds, Timing: e.timing,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:    e.clk.Now,
 	})
@@ -339,26 +341,40 @@ func TestSingleFlightAcrossExpiry(t *testing.T) {
 	}
 }
 
-// A waiter that gives up does not cancel the shared refresh.
+// A waiter that gives up does not cancel the shared refresh (in a
+// synctest bubble: the stand-in's slow answer takes no real time).
 func TestWaiterCancellationDoesNotCancelRefresh(t *testing.T) {
-	e := newEnv(t, time.Hour)
-	m := e.manager("a", e.store)
-	e.login(m, login.NewLoginFlow(0, e.clk.Now))
-	e.clk.Advance(2 * time.Hour)
-	e.fake.InjectTokenFaults(panoptofake.FaultTimeout(300 * time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := m.Token(ctx); err == nil {
-		t.Fatal("expected the impatient caller to give up")
-	}
-	// A patient caller joins or follows the shared refresh and succeeds.
-	g, err := m.Token(context.Background())
-	if err != nil || !e.fake.TokenActive(g.AccessToken.Reveal()) {
-		t.Fatalf("patient caller: %v", err)
-	}
-	if r := e.fake.Stats().RefreshReuse; r != 0 {
-		t.Fatalf("refresh token reused %d times", r)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		fake := panoptofake.New(panoptofake.Options{ClientID: clientID, ClientSecret: clientSecret, AccessTTL: time.Hour,
+			Users: map[string]string{"svc.uploader": "pw-of-uploader"}})
+		ep := token.Endpoint{TokenURL: "http://panopto.invalid/Panopto/oauth2/connect/token", ClientAuth: "basic",
+			Scopes: []string{"openid", "api", "offline_access"}, RefreshBefore: 5 * time.Minute, Timeout: 5 * time.Second}
+		m := token.NewManager(token.Options{
+			Store: token.NewFileStore(filepath.Join(t.TempDir(), "t.json")), Endpoint: ep, HTTPClient: inProcess(fake),
+			Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret, Username: "svc.uploader", Password: "pw-of-uploader"},
+			Password: func(_ context.Context, c token.ClientCredentials) (string, token.Secret, error) {
+				return c.Username, c.Password, nil
+			},
+		})
+		if _, err := m.Token(context.Background()); err != nil { // logs in
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Hour) // expired
+		fake.InjectTokenFaults(panoptofake.FaultTimeout(300 * time.Millisecond))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if _, err := m.Token(ctx); err == nil {
+			t.Fatal("expected the impatient caller to give up")
+		}
+		// A patient caller joins or follows the shared refresh and succeeds.
+		g, err := m.Token(context.Background())
+		if err != nil || !fake.TokenActive(g.AccessToken.Reveal()) {
+			t.Fatalf("patient caller: %v", err)
+		}
+		if st := fake.Stats(); st.RefreshReuse != 0 || st.Refreshes != 1 {
+			t.Fatalf("%d refreshes, refresh token reused %d times; want 1, 0", st.Refreshes, st.RefreshReuse)
+		}
+	})
 }
 
 // Transient failures while the old token is valid: the old one keeps being
@@ -417,6 +433,7 @@ func revoke(t *testing.T, e *env, token string) {
 // the token endpoint per expiry, and no rotated refresh token is reused.
 func TestReplicasShareOneRefreshPerExpiry(t *testing.T) {
 	e := newEnv(t, time.Hour)
+	e.timing.LeasePoll = 5 * time.Millisecond // replicas waiting on the lease look again soon
 	ms := []*token.Manager{e.manager("r1", e.store), e.manager("r2", token.NewFileStore(e.path)), e.manager("r3", token.NewFileStore(e.path))}
 	e.login(ms[0], login.NewLoginFlow(0, e.clk.Now))
 	ctx := context.Background()
