@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"github.com/doubtfire-lms/panopto-sidecar/token"
-	"net/url"
 	"sync"
 	"time"
 
@@ -73,14 +72,9 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// Begin starts a login for account ("" is the default grant) against ep,
-// with the given client id.
-func (f *LoginFlow) Begin(ep token.Endpoint, clientID, account string) Login {
-	return f.BeginReturning(ep, clientID, account, "")
-}
-
-// BeginReturning starts a login as Begin does, and keeps returnTo (checked
-// by the caller) for the callback.
+// BeginReturning starts a login for account ("" is the default grant)
+// against ep, with the given client id, and keeps returnTo (checked by the
+// caller; "" for the sidecar's page) for the callback.
 func (f *LoginFlow) BeginReturning(ep token.Endpoint, clientID, account, returnTo string) Login {
 	state := randomString(24)
 	verifier := oauth2.GenerateVerifier()
@@ -161,16 +155,9 @@ type Completed struct {
 	ReturnTo string // "" for the sidecar's own page
 }
 
-// Complete ends the login of state as Finish does and returns the PKCE
-// verifier and the account the login is for.
-func (f *LoginFlow) Complete(state, binding string, requireBinding bool) (verifier, account string, err error) {
-	c, err := f.Finish(state, binding, requireBinding)
-	return c.Verifier, c.Account, err
-}
-
 // Finish ends the login of state and returns it. If requireBinding, only
 // the browser that started the login can end it: binding must be the
-// cookie value Begin handed to that browser, else the answer is
+// cookie value BeginReturning handed to that browser, else the answer is
 // ErrWrongBrowser and the login stays pending for its own browser.
 // Otherwise the state is consumed, once, whatever the outcome.
 func (f *LoginFlow) Finish(state, binding string, requireBinding bool) (Completed, error) {
@@ -204,13 +191,4 @@ func (f *LoginFlow) Pending() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.pending)
-}
-
-// AuthorizeParams extracts the query of a login URL (for tests and logs).
-func AuthorizeParams(loginURL string) url.Values {
-	u, err := url.Parse(loginURL)
-	if err != nil {
-		return nil
-	}
-	return u.Query()
 }

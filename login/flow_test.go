@@ -22,27 +22,27 @@ func TestLoginFlowPendingPerAccount(t *testing.T) {
 	f := login.NewLoginFlow(0, clk.Now)
 	ep := token.Endpoint{AuthURL: "https://p.example/Panopto/oauth2/connect/authorize", RedirectURL: "http://localhost:9127/redirect"}
 
-	bob := f.Begin(ep, "cid", "bob")
-	operator := f.Begin(ep, "cid", "")
+	bob := f.BeginReturning(ep, "cid", "bob", "")
+	operator := f.BeginReturning(ep, "cid", "", "")
 	var mallory []login.Login
 	for range 50 {
-		mallory = append(mallory, f.Begin(ep, "cid", "mallory")) // same instant: order is the order begun
+		mallory = append(mallory, f.BeginReturning(ep, "cid", "mallory", "")) // same instant: order is the order begun
 	}
 	if n := f.Pending(); n != 2+login.MaxPendingPerAccount {
 		t.Fatalf("%d logins pending, want bob's, the operator's and %d of mallory's", n, login.MaxPendingPerAccount)
 	}
 	for i, l := range mallory {
-		_, acct, err := f.Complete(l.State, l.Binding, true)
+		done, err := f.Finish(l.State, l.Binding, true)
 		kept := i >= len(mallory)-login.MaxPendingPerAccount
 		switch {
-		case kept && (err != nil || acct != "mallory"):
+		case kept && (err != nil || done.Account != "mallory"):
 			t.Errorf("mallory's login %d (one of the newest): %v", i, err)
 		case !kept && !errors.Is(err, login.ErrBadState):
 			t.Errorf("mallory's login %d was not evicted: %v", i, err)
 		}
 	}
 	for _, l := range []login.Login{bob, operator} {
-		if _, _, err := f.Complete(l.State, l.Binding, true); err != nil {
+		if _, err := f.Finish(l.State, l.Binding, true); err != nil {
 			t.Errorf("another account's login was evicted: %v", err)
 		}
 	}

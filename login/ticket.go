@@ -44,7 +44,7 @@ import (
 // from the client secret.
 const TicketKeyLabel = "panopto-sidecar login ticket v1"
 
-// MaxTicketLen bounds a ticket's length; ParseTicket refuses longer input
+// MaxTicketLen bounds a ticket's length; longer input is refused
 // before decoding anything.
 const MaxTicketLen = 4096
 
@@ -52,7 +52,7 @@ const MaxTicketLen = 4096
 const maxAccountLen = token.MaxAccountLen
 
 // Errors a ticket is refused with. With ErrTicketExpired and ErrTicketUsed
-// the ticket was authentic, and Peek and Redeem return its claims as well,
+// the ticket was authentic, and Redeem returns its claims as well,
 // so the caller can send the browser back to its return_to with a reason.
 // With ErrTicketInvalid the claims are empty: nothing in it can be trusted.
 var (
@@ -82,16 +82,10 @@ type ticketPayload struct {
 
 var b64 = base64.RawURLEncoding.Strict()
 
-// ParseTicket checks a ticket's form and decodes its claims WITHOUT
-// authenticating them: anyone can write a ticket that parses. Act only on
-// what Tickets.Peek or Tickets.Redeem return. It never panics and refuses
-// input longer than MaxTicketLen before decoding it.
-func ParseTicket(s string) (TicketClaims, error) {
-	c, _, _, err := parseTicket(s)
-	return c, err
-}
-
-// parseTicket returns the claims, the signed part and the MAC.
+// parseTicket checks a ticket's form and returns its claims, the signed
+// part and the MAC, WITHOUT authenticating them: anyone can write a ticket
+// that parses. Act only on what Tickets.Redeem returns. It never panics and
+// refuses input longer than MaxTicketLen before decoding it.
 func parseTicket(s string) (TicketClaims, string, []byte, error) {
 	if len(s) > MaxTicketLen {
 		return TicketClaims{}, "", nil, fmt.Errorf("parse login ticket: %w: longer than %d bytes", ErrTicketInvalid, MaxTicketLen)
@@ -259,30 +253,12 @@ func (t *Tickets) verify(ctx context.Context, ticket token.Secret) (TicketClaims
 	return c, nil
 }
 
-// Peek verifies ticket without using it up: authentic, not expired, and
-// newer than the account's marker.
-func (t *Tickets) Peek(ctx context.Context, ticket token.Secret) (TicketClaims, error) {
-	c, err := t.verify(ctx, ticket)
-	if err != nil {
-		return c, err
-	}
-	key := token.TicketMarkerKey(c.Account)
-	rec, _, err := t.store.Load(ctx, key)
-	if err != nil {
-		return c, fmt.Errorf("peek login ticket: load %s: %w", key, err)
-	}
-	if err := checkMarker(rec, c); err != nil {
-		return c, fmt.Errorf("peek login ticket for %s: %w", c.Account, err)
-	}
-	return c, nil
-}
-
 // casAttempts bounds Redeem's compare-and-swap retries; each conflict means
 // another redemption for the account was written meanwhile.
 const casAttempts = 8
 
-// Redeem verifies ticket as Peek does and uses it up, on every replica that
-// shares the Store: the account's marker moves to this ticket by
+// Redeem verifies ticket (authentic, not expired, and newer than the
+// account's marker) and uses it up, on every replica that shares the Store: the account's marker moves to this ticket by
 // compare-and-swap. Of concurrent redemptions of one ticket exactly one
 // succeeds; the others get ErrTicketUsed.
 func (t *Tickets) Redeem(ctx context.Context, ticket token.Secret) (TicketClaims, error) {

@@ -95,16 +95,18 @@ func benchHandlerWith(b *testing.B, logger *slog.Logger, tr http.RoundTripper) *
 		b.Fatal(err)
 	}
 	ep := token.Endpoint{TokenURL: up.URL + "/unused", RefreshBefore: 5 * time.Minute}
-	m := token.NewManager(token.Options{Store: store, Endpoint: ep,
+	pool := token.NewPool(token.PoolOptions{Store: store, PoolSettings: token.PoolSettings{Endpoint: ep},
 		Credentials: token.StaticCredentials{ID: "bench", Secret: "bench-secret"}})
-	m.Start(ctx)
+	pool.Load(ctx)
+	go pool.Run(ctx)
+	m := pool.Default()
 	u, _ := url.Parse(up.URL)
 	if tr == nil {
 		tr = proxy.NewTransport(proxy.TransportOptions{})
 	}
 	h := proxy.New(proxy.Deps{
 		Accounts:    benchAccounts{m},
-		Credentials: func() token.CredentialSource { return token.StaticCredentials{ID: "bench"} },
+		Credentials: token.StaticCredentials{ID: "bench"},
 		Flow:        login.NewLoginFlow(0, nil),
 		Transport:   tr,
 		Logger:      logger,

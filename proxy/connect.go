@@ -74,7 +74,7 @@ const (
 // state of their own (the marks are in the store), so a reload's new TTL
 // applies to the next ticket minted.
 func (h *Handler) tickets(o *Options) *login.Tickets {
-	return login.NewTickets(h.deps.Connect.Store, login.TicketKeyFromCredentials(h.deps.Credentials()), o.Connect.TicketTTL, h.connectNow())
+	return login.NewTickets(h.deps.Connect.Store, login.TicketKeyFromCredentials(h.deps.Credentials), o.Connect.TicketTTL, h.connectNow())
 }
 
 func (h *Handler) connectNow() func() time.Time {
@@ -380,7 +380,7 @@ func (h *Handler) verifyIdentity(ctx context.Context, o *Options, done login.Com
 		})
 		return nil, "", nil
 	}
-	creds, err := h.deps.Credentials().Credentials(ctx)
+	creds, err := h.deps.Credentials.Credentials(ctx)
 	if err != nil {
 		return nil, reasonExchangeFailed, err
 	}

@@ -78,20 +78,21 @@ func newConnectEnvAt(t *testing.T, mode token.AccountsMode, co ConnectOptions, p
 	creds := token.StaticCredentials{ID: testClientID, Secret: testClientSecret, Source: "env"}
 	store := token.NewFileStore(filepath.Join(e.dir, "token.json"))
 	e.pool = token.NewPool(token.PoolOptions{
-		Store: store, Credentials: func() token.CredentialSource { return creds },
+		Store: store, Credentials: creds,
 		HTTPClient: fakeSrv.Client(), Logger: logger.With("component", "oauth"), Now: clk.Now,
 		Mode: mode, PoolSettings: token.PoolSettings{Endpoint: ep},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e.pool.Start(ctx)
+	e.pool.Load(ctx)
+	go e.pool.Run(ctx)
 	e.flow = login.NewLoginFlow(0, clk.Now)
 	if co.ReturnTo == nil {
 		co.ReturnTo = []string{"https://ontrack.example/panopto/"}
 	}
 	e.h = New(Deps{
 		Accounts:    e.pool,
-		Credentials: func() token.CredentialSource { return creds },
+		Credentials: creds,
 		Flow:        e.flow,
 		Logger:      logger.With("component", "proxy"),
 		Now:         clk.Now,
@@ -370,12 +371,11 @@ func TestConnectRefusals(t *testing.T) {
 	// A ticket for alice rewritten for bob: its MAC fails; no redirect.
 	link := e.link("alice")
 	ticket, _ := url.QueryUnescape(strings.TrimPrefix(link, e.public.URL+"/-/login?ticket="))
-	claims, err := login.ParseTicket(ticket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	payload, mac, _ := strings.Cut(ticket, ".")
 	raw, _ := b64url.DecodeString(payload)
+	if !strings.Contains(string(raw), `"acct":"alice"`) {
+		t.Fatalf("the ticket is not alice's: %s", raw)
+	}
 	forged := b64url.EncodeToString([]byte(strings.Replace(string(raw), `"acct":"alice"`, `"acct":"bob"`, 1))) + "." + mac
 	if code, loc, _ := e.follow(e.public.URL+"/-/login?ticket="+url.QueryEscape(forged), nil); code != 403 || loc != "" {
 		t.Fatalf("forged ticket: %d %q", code, loc)
@@ -388,7 +388,7 @@ func TestConnectRefusals(t *testing.T) {
 	// Expired: back to OnTrack with ticket_invalid.
 	e.clk.Advance(time.Minute + time.Second)
 	code, loc, _ := e.follow(link, nil)
-	if code != 302 || claims.Account != "alice" {
+	if code != 302 {
 		t.Fatalf("expired: %d", code)
 	}
 	wantReturn(t, loc, "alice", "ticket_invalid")

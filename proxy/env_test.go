@@ -194,19 +194,21 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 	e.metrics = NewMetrics()
 	e.path = filepath.Join(t.TempDir(), "token.json")
 	creds := token.StaticCredentials{ID: testClientID, Secret: testClientSecret, Source: "env"}
-	e.m = token.NewManager(token.Options{
-		Store: token.NewFileStore(e.path), Credentials: creds, Endpoint: e.ep,
+	pool := token.NewPool(token.PoolOptions{
+		Store: token.NewFileStore(e.path), Credentials: creds, PoolSettings: token.PoolSettings{Endpoint: e.ep},
 		Logger: logger.With("component", "oauth"), Now: clk.Now,
 		Hooks: token.Hooks{Refresh: e.metrics.RefreshResult, Expiry: e.metrics.TokenExpiry},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e.m.Start(ctx)
+	pool.Load(ctx)
+	go pool.Run(ctx)
+	e.m = pool.Default()
 
 	e.flow = login.NewLoginFlow(0, clk.Now)
 	e.h = New(Deps{
 		Accounts:    oneAccount{e.m},
-		Credentials: func() token.CredentialSource { return creds },
+		Credentials: creds,
 		Flow:        e.flow,
 		Transport:   NewTransport(cfg.transport),
 		Logger:      logger.With("component", "proxy"),

@@ -63,15 +63,17 @@ func FuzzRedirectQuery(f *testing.F) {
 	}
 	tokenFile := filepath.Join(f.TempDir(), "token.json")
 	creds := token.StaticCredentials{ID: "fuzz-client", Secret: "fuzz-secret-8c1d", Source: "env"}
-	m := token.NewManager(token.Options{Store: token.NewFileStore(tokenFile), Credentials: creds, Endpoint: ep})
+	pool := token.NewPool(token.PoolOptions{Store: token.NewFileStore(tokenFile), Credentials: creds, PoolSettings: token.PoolSettings{Endpoint: ep}})
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
-	m.Start(ctx)
+	pool.Load(ctx)
+	go pool.Run(ctx)
+	m := pool.Default()
 	flow := login.NewLoginFlow(time.Minute, nil)
 	up, _ := url.Parse(closed)
 	h := New(Deps{
 		Accounts:    oneAccount{m},
-		Credentials: func() token.CredentialSource { return creds },
+		Credentials: creds,
 		Flow:        flow,
 	}, Options{
 		Upstream: up, PublicURL: public, Routes: defaultRoutes(), Endpoint: ep,
@@ -82,8 +84,8 @@ func FuzzRedirectQuery(f *testing.F) {
 		if strings.ContainsAny(cookie, "\r\n\x00") || !validQuery(rawQuery) {
 			return // an HTTP server refuses these before any handler runs
 		}
-		l := flow.Begin(ep, creds.ID, "")
-		defer flow.Complete(l.State, "", false) // spend it if the input did not
+		l := flow.BeginReturning(ep, creds.ID, "", "")
+		defer flow.Finish(l.State, "", false) // spend it if the input did not
 		q := strings.ReplaceAll(strings.ReplaceAll(rawQuery, "{STATE}", l.State), "{BINDING}", l.Binding)
 		c := strings.ReplaceAll(strings.ReplaceAll(cookie, "{STATE}", l.State), "{BINDING}", l.Binding)
 

@@ -79,7 +79,7 @@ var ErrUnknownAccount = token.ErrUnknownAccount
 // Deps are the handler's long-lived collaborators.
 type Deps struct {
 	Accounts    Accounts
-	Credentials func() token.CredentialSource // current credential source (for the login's client id)
+	Credentials token.CredentialSource // the credential source in force (for the login's client id)
 	Flow        *login.LoginFlow
 	Transport   http.RoundTripper // to the upstream
 	Logger      *slog.Logger

@@ -55,7 +55,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, o *Options) {
 		page(w, http.StatusBadRequest, "Cannot connect an account", "Per-account logins need accounts.mode: login in config.yaml.")
 		return
 	}
-	creds, err := h.deps.Credentials().Credentials(r.Context())
+	creds, err := h.deps.Credentials.Credentials(r.Context())
 	if err != nil {
 		h.log.Error("login: client credentials unavailable", "err", err)
 		page(w, http.StatusServiceUnavailable, "Cannot start the login", "The sidecar has no Panopto client credentials yet. See its log.")

@@ -89,7 +89,7 @@ func TestStartReadSlowerThanLogin(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan struct{})
-	go func() { m.Start(ctx); close(started) }()
+	go func() { m.Load(ctx); close(started); m.Run(ctx) }()
 	<-store.read // the first read has the older grant in hand
 	e.login(m, login.NewLoginFlow(0, e.clk.Now))
 	g, err := m.Token(ctx)

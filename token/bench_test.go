@@ -29,7 +29,8 @@ func benchManager(b *testing.B) *token.Manager {
 		Credentials: token.StaticCredentials{ID: "bench", Secret: "bench-secret"},
 		Endpoint:    token.Endpoint{TokenURL: "http://127.0.0.1:1/unused", RefreshBefore: 5 * time.Minute},
 	})
-	m.Start(ctx)
+	m.Load(ctx)
+	go m.Run(ctx)
 	if _, err := m.Token(ctx); err != nil {
 		b.Fatal(err)
 	}

@@ -37,7 +37,8 @@ func TestExchangeCodeStoresNothing(t *testing.T) {
 	e := newEnv(t, time.Hour)
 	flow := login.NewLoginFlow(0, e.clk.Now)
 	m := e.manager("a", e.store)
-	m.Start(t.Context())
+	m.Load(t.Context())
+	go m.Run(t.Context())
 
 	l := flow.BeginReturning(e.ep, clientID, "alice", "https://ontrack.example/done")
 	code := e.authorize(l)
@@ -48,7 +49,7 @@ func TestExchangeCodeStoresNothing(t *testing.T) {
 	if done.Account != "alice" || done.ReturnTo != "https://ontrack.example/done" || done.Nonce == "" || done.Verifier == "" {
 		t.Fatalf("finish: account %q return_to %q nonce set %v", done.Account, done.ReturnTo, done.Nonce != "")
 	}
-	if got := login.AuthorizeParams(l.URL).Get("nonce"); got != done.Nonce {
+	if got := authorizeParams(l.URL).Get("nonce"); got != done.Nonce {
 		t.Fatal("the nonce returned is not the one sent to authorize")
 	}
 	g, idToken, err := m.ExchangeCode(context.Background(), code, done.Verifier)

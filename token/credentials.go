@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // ClientCredentials identify the sidecar to Panopto's token endpoint.
@@ -67,4 +68,39 @@ func EnvCredentials(getenv func(string) string) (StaticCredentials, error) {
 		AppKey:   Secret(getenv("PANOPTO_APP_KEY")),
 		Source:   "env",
 	}, nil
+}
+
+// SwappableCredentials is the credential source in force, which a config
+// reload may replace while it is in use. Hand the same one to everything
+// that reads the credentials; Swap reaches all of them at once.
+type SwappableCredentials struct {
+	src atomic.Pointer[sourceBox]
+}
+
+// sourceBox lets an atomic.Pointer hold an interface.
+type sourceBox struct{ CredentialSource }
+
+// NewSwappableCredentials returns a source that reads src until Swap.
+func NewSwappableCredentials(src CredentialSource) *SwappableCredentials {
+	s := &SwappableCredentials{}
+	s.Swap(src)
+	return s
+}
+
+// Swap makes src the source in force.
+func (s *SwappableCredentials) Swap(src CredentialSource) {
+	s.src.Store(&sourceBox{src})
+}
+
+// Credentials implements CredentialSource with the source in force.
+func (s *SwappableCredentials) Credentials(ctx context.Context) (ClientCredentials, error) {
+	return s.src.Load().Credentials(ctx)
+}
+
+// Reread implements Rereader: the source in force re-reads, if it can.
+func (s *SwappableCredentials) Reread(ctx context.Context) error {
+	if rr, ok := s.src.Load().CredentialSource.(Rereader); ok {
+		return rr.Reread(ctx)
+	}
+	return errors.New("credentials: source cannot re-read")
 }

@@ -79,7 +79,7 @@ func (s *FileStore) read(name string) (Record, int64, error) {
 		return Record{}, 0, nil
 	}
 	if err != nil {
-		return Record{}, 0, fmt.Errorf("token store: read %s: %w", name, err)
+		return Record{}, 0, fmt.Errorf("token store: %w", err) // names the operation and the file
 	}
 	var fr fileRecord
 	if err := json.Unmarshal(data, &fr); err != nil || fr.Version <= 0 {

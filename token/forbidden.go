@@ -23,22 +23,23 @@ const (
 // ago, and no other 403 claimed a refresh of this grant in the last
 // forbidEvery; a true answer claims that slot. Otherwise the 403 stands.
 func (m *Manager) ClaimForbiddenRefresh(refused *Grant) bool {
-	s := m.state.Load()
-	if refused == nil {
-		refused = s.grant
-	}
 	now := m.now()
-	if s.grant == nil || refused == nil || s.grant.AccessToken != refused.AccessToken ||
-		now.Sub(s.grant.ObtainedAt) <= forbidMinAge {
-		return false
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.forbidAt.IsZero() && now.Sub(m.forbidAt) < forbidEvery {
-		return false
-	}
-	m.forbidAt = now
-	return true
+	_, ok := m.update(func(s *state) bool {
+		r := refused
+		if r == nil {
+			r = s.grant
+		}
+		if s.grant == nil || r == nil || s.grant.AccessToken != r.AccessToken ||
+			now.Sub(s.grant.ObtainedAt) <= forbidMinAge {
+			return false
+		}
+		if !s.forbidAt.IsZero() && now.Sub(s.forbidAt) < forbidEvery {
+			return false
+		}
+		s.forbidAt = now
+		return true
+	})
+	return ok
 }
 
 // InvalidTokenChallenge reports whether h carries a Bearer challenge with

@@ -99,7 +99,7 @@ func (k *KeepAlive) Run(ctx context.Context) {
 		}
 		start := time.Now()
 		every := sweepInterval(s.After)
-		if _, err := k.Sweep(ctx, every); err != nil && ctx.Err() == nil {
+		if _, err := k.sweep(ctx, every); err != nil && ctx.Err() == nil {
 			k.log.Warn("keep-alive: sweep failed; trying again at the next one", "err", err)
 		}
 		// Replicas started together drift apart: ±10% on every interval.
@@ -116,20 +116,20 @@ func sweepInterval(after time.Duration) time.Duration {
 	return min(max(after/8, time.Second), time.Hour)
 }
 
-// SweepResult counts what one sweep did.
-type SweepResult struct {
+// sweepResult counts what one sweep did.
+type sweepResult struct {
 	Accounts int // grants looked at
 	Due      int
 	Results  map[string]int // by KeepAliveOK ...
 }
 
-// Sweep walks the store once and refreshes the grants that are due, spread
+// sweep walks the store once and refreshes the grants that are due, spread
 // evenly over span (the time until the next sweep) but never faster than
 // Rate, in random order so that replicas sweeping at once rarely meet on a
 // grant.
-func (k *KeepAlive) Sweep(ctx context.Context, span time.Duration) (SweepResult, error) {
+func (k *KeepAlive) sweep(ctx context.Context, span time.Duration) (sweepResult, error) {
 	s := *k.settings.Load()
-	res := SweepResult{Results: map[string]int{}}
+	res := sweepResult{Results: map[string]int{}}
 	if s.After <= 0 {
 		return res, nil
 	}
@@ -221,18 +221,18 @@ func (p *Pool) keepAlive(ctx context.Context, account string, g *Grant) string {
 	if !cached {
 		m = p.newManager(account, p.settings.Load())
 	}
-	m.mu.Lock()
-	before := m.refreshN
-	m.mu.Unlock()
+	before := m.state.Load().refreshes
 	err := m.refreshShared(ctx, g)
-	if !cached && m.pending.Load() != nil {
+	after := m.state.Load()
+	switch {
+	case !cached && after.pending != nil:
 		// Panopto rotated the refresh token but the store did not take
 		// it: the only copy is in this manager, which must live on.
 		p.hold(account, m)
+	case !cached:
+		m.stop() // a refresh ctx gave up on may still be running
 	}
-	m.mu.Lock()
-	refreshed := m.refreshN > before
-	m.mu.Unlock()
+	refreshed := after.refreshes > before
 	switch {
 	case errors.Is(err, ErrInvalidGrant):
 		return KeepAliveRefused
@@ -259,7 +259,7 @@ func (p *Pool) cached(account string) (*Manager, bool) {
 }
 
 // hold puts m, a manager that was not started, in the pool as account's
-// and starts its background loop.
+// and runs its background loop.
 func (p *Pool) hold(account string, m *Manager) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -273,16 +273,12 @@ func (p *Pool) hold(account string, m *Manager) {
 	for p.lru.Len() >= limit {
 		p.evictLocked(p.lru.Back())
 	}
-	pctx := p.ctx
-	if pctx == nil { // not started: the manager lives until evicted
-		pctx = context.Background()
-	}
-	mctx, cancel := context.WithCancel(pctx)
+	mctx, cancel := context.WithCancel(p.life)
 	loaded := make(chan struct{})
 	close(loaded)
 	e := &poolEntry{name: account, m: m, cancel: cancel, lastUsed: p.now(), loaded: loaded}
 	p.byName[account] = p.lru.PushFront(e)
-	go m.loop(mctx)
+	p.goLocked(mctx, m, nil)
 }
 
 // Disconnected lists, in name order, up to limit accounts after after

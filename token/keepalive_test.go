@@ -48,10 +48,11 @@ func newKAEnv(t *testing.T) *kaEnv {
 func (e *kaEnv) pool(holder string) *Pool {
 	p := NewPool(PoolOptions{
 		Store: e.store, Holder: holder, Now: e.clk.Now, Mode: AccountsLogin,
-		Credentials:  func() CredentialSource { return StaticCredentials{ID: "cid", Secret: "secret"} },
+		Timing:       Timing{LeasePoll: 5 * time.Millisecond}, // a replica waiting on the other's lease looks again soon
+		Credentials:  StaticCredentials{ID: "cid", Secret: "secret"},
 		PoolSettings: PoolSettings{Endpoint: e.ep, MaxCached: 10},
 	})
-	p.Start(e.t.Context())
+	runPool(e.t, p)
 	return p
 }
 
@@ -124,7 +125,7 @@ func TestKeepAliveSweep(t *testing.T) {
 	e.revoke(dave)
 	e.clk.Advance(24 * time.Hour)
 
-	res, err := k.Sweep(ctx, time.Hour)
+	res, err := k.sweep(ctx, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,14 +157,14 @@ func TestKeepAliveSweep(t *testing.T) {
 	calls := e.refreshCalls()
 	for range 3 {
 		e.clk.Advance(24 * time.Hour)
-		if _, err := k.Sweep(ctx, time.Hour); err != nil {
+		if _, err := k.sweep(ctx, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Past the stand-in's 14-day idle lifetime alice still refreshes.
 	for range 10 {
 		e.clk.Advance(24 * time.Hour)
-		if _, err := k.Sweep(ctx, time.Hour); err != nil {
+		if _, err := k.sweep(ctx, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,7 +197,7 @@ func TestKeepAliveRate(t *testing.T) {
 	k := NewKeepAlive(p, e.store, KeepAliveSettings{After: 7 * 24 * time.Hour, Rate: 4}, nil, nil)
 	var waits []time.Duration
 	k.wait = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
-	res, err := k.Sweep(t.Context(), 0)
+	res, err := k.sweep(t.Context(), 0)
 	if err != nil || res.Results[KeepAliveOK] != 4 {
 		t.Fatalf("sweep = %+v, %v", res, err)
 	}
@@ -216,12 +217,12 @@ func TestKeepAliveReplicasRefreshOnce(t *testing.T) {
 	e.clk.Advance(8 * 24 * time.Hour)
 	before := e.fake.Stats().Refreshes
 	var wg sync.WaitGroup
-	results := make([]SweepResult, 2)
+	results := make([]sweepResult, 2)
 	for i, holder := range []string{"replica-a", "replica-b"} {
 		k := NewKeepAlive(e.pool(holder), e.store, KeepAliveSettings{After: 7 * 24 * time.Hour, Rate: 1000}, nil, nil)
 		k.wait = func(context.Context, time.Duration) error { return nil }
 		wg.Go(func() {
-			r, err := k.Sweep(t.Context(), 0)
+			r, err := k.sweep(t.Context(), 0)
 			if err != nil {
 				t.Error(err)
 			}
@@ -336,7 +337,7 @@ func TestKeepAliveTransientErrorRetriedNextSweep(t *testing.T) {
 	k.wait = func(context.Context, time.Duration) error { return nil }
 	e.fake.InjectTokenFaults(panoptofake.FaultStatus500)
 	calls := e.refreshCalls()
-	res, err := k.Sweep(t.Context(), time.Hour)
+	res, err := k.sweep(t.Context(), time.Hour)
 	if err != nil || res.Results[KeepAliveError] != 1 {
 		t.Fatalf("sweep = %+v, %v; want one error", res, err)
 	}
@@ -346,7 +347,7 @@ func TestKeepAliveTransientErrorRetriedNextSweep(t *testing.T) {
 	if rec, _, _ := e.store.Load(t.Context(), "alice"); rec.Grant == nil || rec.Grant.RefreshToken != g.RefreshToken || rec.Lease != nil {
 		t.Fatalf("after the error the store holds %+v, lease %+v; want the grant as it was, no lease", rec.Grant, rec.Lease)
 	}
-	res, err = k.Sweep(t.Context(), time.Hour)
+	res, err = k.sweep(t.Context(), time.Hour)
 	if err != nil || res.Results[KeepAliveOK] != 1 {
 		t.Fatalf("next sweep = %+v, %v; want alice refreshed", res, err)
 	}

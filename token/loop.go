@@ -9,25 +9,27 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/internal/backoff"
 )
 
-const (
-	// idlePoll: how often the background loop re-reads the store when it
-	// holds no grant or is waiting on another replica.
-	idlePoll    = 10 * time.Second
-	maxBackoff  = time.Minute
-	baseBackoff = time.Second
-)
-
-// Start loads the stored grant and runs the refresh loop until ctx ends.
-func (m *Manager) Start(ctx context.Context) {
+// load reads the stored grant and holds it. A store that cannot be read
+// is logged and shown by Status; the loop and requests read it again.
+func (m *Manager) load(ctx context.Context) {
 	if err := m.reload(ctx); err != nil && ctx.Err() == nil {
 		m.recordErr(err)
 		m.log.Error("token store: load failed; keeping nothing in memory until it can be read", "err", err)
 	}
-	go m.loop(ctx)
+}
+
+// run refreshes ahead of expiry until ctx ends (call load first), then
+// waits for the refreshes it started in the background. Once run has
+// returned, refreshes run on their callers' goroutines.
+func (m *Manager) run(ctx context.Context) {
+	defer m.stop()
+	m.loop(ctx)
 }
 
 // loop refreshes ahead of expiry until ctx ends.
 func (m *Manager) loop(ctx context.Context) {
+	m.live.Add(1)
+	defer m.live.Add(-1)
 	if m.state.Load().grant == nil && m.password == nil {
 		m.probeCredentials(ctx)
 	}
@@ -50,18 +52,16 @@ func (m *Manager) loop(ctx context.Context) {
 // nextWake is how long the loop sleeps before its next look.
 func (m *Manager) nextWake() time.Duration {
 	now := m.now()
-	m.mu.Lock()
-	retryAt := m.retryAt
-	m.mu.Unlock()
 	s := m.state.Load()
+	retryAt := s.retryAt
 	var at time.Time
 	switch {
-	case m.pending.Load() != nil:
-		at = now.Add(backoff.Delay(0, baseBackoff, maxBackoff))
+	case s.pending != nil:
+		at = now.Add(backoff.Delay(0, m.timing.RetryBase, m.timing.RetryMax))
 	case s.grant == nil && m.password != nil:
 		at = now
 	case s.grant == nil:
-		at = now.Add(idlePoll)
+		at = now.Add(m.timing.IdlePoll)
 	default:
 		at = m.due(s)
 	}
@@ -72,8 +72,8 @@ func (m *Manager) nextWake() time.Duration {
 	if d < 0 {
 		d = 0
 	}
-	if d > idlePoll && s.grant == nil {
-		d = idlePoll
+	if d > m.timing.IdlePoll && s.grant == nil {
+		d = m.timing.IdlePoll
 	}
 	return d
 }
@@ -97,7 +97,7 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 		return
 	}
-	if m.pending.Load() == nil && s.grant != nil && now.Before(m.due(s)) {
+	if s.pending == nil && s.grant != nil && now.Before(m.due(s)) {
 		return
 	}
 	err := m.refreshShared(ctx, nil)
@@ -120,43 +120,45 @@ func (m *Manager) probeCredentials(ctx context.Context) {
 
 // mayAttempt reports whether backoff allows a refresh attempt at now.
 func (m *Manager) mayAttempt(now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return !now.Before(m.retryAt)
+	return !now.Before(m.state.Load().retryAt)
 }
 
 // noteResult records how a refresh attempt ended and, after a failure, when
 // the next attempt may start.
 func (m *Manager) noteResult(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err == nil {
-		m.failures = 0
-		m.retryAt = time.Time{}
-		return
-	}
-	m.failures++
 	now := m.now()
-	wait := backoff.Delay(m.failures-1, baseBackoff, maxBackoff)
-	// While the held token is still valid, never back off past the point
-	// where it would expire before the next attempt: retry at most a third
-	// of the remaining lifetime later (a bounded, shrinking number of tries).
-	if g := m.state.Load().grant; g.Valid(now) {
-		if left := g.Expiry.Sub(now) / 3; wait > left {
-			wait = max(left, 250*time.Millisecond)
+	m.update(func(s *state) bool {
+		if err == nil {
+			s.failures = 0
+			s.retryAt = time.Time{}
+			return true
 		}
-	}
-	m.retryAt = now.Add(wait)
-	m.lastErr = err.Error()
-	m.lastErrT = m.now()
+		s.failures++
+		wait := backoff.Delay(s.failures-1, m.timing.RetryBase, m.timing.RetryMax)
+		// While the held token is still valid, never back off past the
+		// point where it would expire before the next attempt: retry at
+		// most a third of the remaining lifetime later (a bounded,
+		// shrinking number of tries).
+		if g := s.grant; g.Valid(now) {
+			if left := g.Expiry.Sub(now) / 3; wait > left {
+				wait = max(left, 250*time.Millisecond)
+			}
+		}
+		s.retryAt = now.Add(wait)
+		s.lastErr = err.Error()
+		s.lastErrAt = now
+		return true
+	})
 }
 
 // recordErr keeps err for Status.
 func (m *Manager) recordErr(err error) {
-	m.mu.Lock()
-	m.lastErr = err.Error()
-	m.lastErrT = m.now()
-	m.mu.Unlock()
+	now := m.now()
+	m.update(func(s *state) bool {
+		s.lastErr = err.Error()
+		s.lastErrAt = now
+		return true
+	})
 }
 
 // due is when the held grant should be refreshed.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/sync/singleflight"
 )
 
 // Manager keeps one grant (the default one, or one account's) current. It
@@ -24,46 +23,33 @@ type Manager struct {
 	key    string
 	holder string
 	store  Store
-	creds  CredentialSource // guarded by mu
+	creds  CredentialSource
 	log    *slog.Logger
 	now    func() time.Time
 	calls  tokenCall
 	hooks  Hooks
+	timing Timing
 
 	endpoint atomic.Pointer[Endpoint]
-	state    atomic.Pointer[state]
-	// pending holds a refreshed grant the store has not taken yet: the one
-	// record of "not persisted". The background loop keeps trying.
-	pending atomic.Pointer[state]
+	// state is all the manager knows, one immutable snapshot (state.go).
+	state atomic.Pointer[state]
 	// password, when set, logs in without a browser (password grant).
-	password PasswordFunc
+	password passwordFunc
 
-	sf       singleflight.Group
-	kick     chan struct{}
-	mu       sync.Mutex // guards the fields below
-	failures int        // consecutive failed refresh attempts
-	retryAt  time.Time  // no synchronous attempt before this (backoff)
-	lastLoad time.Time  // last store re-read on behalf of a request
-	lastErr  string
-	lastErrT time.Time
-	refreshN int64
-	// forbidAt: when a 403 last claimed a refresh (ClaimForbiddenRefresh).
-	forbidAt time.Time
-	// credsFailed: the last read of the client credentials failed.
-	credsFailed bool
+	kick chan struct{}
+
+	// The shared refresh in flight, and the background goroutines
+	// running refreshes (see refreshShared).
+	fmu     sync.Mutex
+	flight  *flight
+	stopped bool // run has ended: no more background goroutines
+	bg      sync.WaitGroup
+	// live counts the loop and background refreshes running now.
+	live atomic.Int32
 }
 
-// state is an immutable snapshot of what the manager holds.
-type state struct {
-	grant   *Grant
-	version int64
-	jitter  time.Duration // this grant's share of refresh-ahead jitter
-	// dropped says why no grant is held ("invalid_grant", "logout", ...).
-	dropped string
-}
-
-// PasswordFunc returns the username and password for a password-grant login.
-type PasswordFunc func(ctx context.Context, c ClientCredentials) (username string, password Secret, err error)
+// passwordFunc returns the username and password for a password-grant login.
+type passwordFunc func(ctx context.Context, c ClientCredentials) (username string, password Secret, err error)
 
 // Hooks let the caller count what happens (metrics). All are optional.
 type Hooks struct {
@@ -71,8 +57,8 @@ type Hooks struct {
 	Expiry  func(expiry time.Time) // called whenever the held grant changes (zero time: none)
 }
 
-// Options configure a Manager.
-type Options struct {
+// options configure a Manager.
+type options struct {
 	Key         string // account key; "" is the default grant
 	Holder      string // this replica's name in refresh leases
 	Store       Store
@@ -81,21 +67,19 @@ type Options struct {
 	HTTPClient  *http.Client // for the token endpoint
 	Logger      *slog.Logger
 	Now         func() time.Time
-	Password    PasswordFunc // non-nil: password grant
+	Password    passwordFunc // non-nil: password grant
 	Hooks       Hooks
+	Timing      Timing // zero fields: the defaults
 }
 
 const (
 	// expirySkew: a token this close to expiry is never injected.
 	expirySkew = 5 * time.Second
-	// storeRecheck: how often a manager holding no grant re-reads the store
-	// on behalf of requests.
-	storeRecheck = 500 * time.Millisecond
 )
 
-// NewManager returns a manager; call Start to load the store and begin
-// refreshing.
-func NewManager(o Options) *Manager {
+// newManager returns a manager; call load to read the store, and run to
+// refresh in the background.
+func newManager(o options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -117,6 +101,7 @@ func NewManager(o Options) *Manager {
 		now:      o.Now,
 		calls:    tokenCall{client: o.HTTPClient, now: o.Now},
 		hooks:    o.Hooks,
+		timing:   o.Timing.withDefaults(),
 		password: o.Password,
 		kick:     make(chan struct{}, 1),
 	}
@@ -126,17 +111,10 @@ func NewManager(o Options) *Manager {
 	return m
 }
 
-// SetEndpoint swaps the endpoint settings (config reload). New calls use it.
-func (m *Manager) SetEndpoint(e Endpoint) {
+// setEndpoint swaps the endpoint settings (config reload). New calls use it.
+func (m *Manager) setEndpoint(e Endpoint) {
 	m.endpoint.Store(&e)
 	m.wake()
-}
-
-// SetCredentials swaps the credential source (config reload).
-func (m *Manager) SetCredentials(c CredentialSource) {
-	m.mu.Lock()
-	m.creds = c
-	m.mu.Unlock()
 }
 
 // Token returns a grant whose access token is valid now. It never returns an
@@ -152,7 +130,7 @@ func (m *Manager) Token(ctx context.Context) (*Grant, error) {
 		return s.grant, nil
 	}
 	// Another replica may have logged in or refreshed: re-read the store
-	// (cheap, and never a call to Panopto), at most every storeRecheck,
+	// (cheap, and never a call to Panopto), at most every StoreRecheck,
 	// even while refreshing is backing off.
 	if m.shouldRecheckStore(now) {
 		if err := m.reload(ctx); err != nil {
@@ -203,18 +181,6 @@ func (m *Manager) ForceRefresh(ctx context.Context, refused *Grant) (*Grant, err
 	return s.grant, nil
 }
 
-// Exchange completes an authorization-code login: it trades code (with the
-// PKCE verifier) for a grant, stores it, and serves it. A login replaces
-// whatever grant was stored. The id_token, if any, is not looked at: callers
-// that verify it use ExchangeCode and Install.
-func (m *Manager) Exchange(ctx context.Context, code, verifier string) error {
-	g, _, err := m.ExchangeCode(ctx, code, verifier)
-	if err != nil {
-		return err
-	}
-	return m.Install(ctx, g)
-}
-
 // ExchangeCode trades code (with the PKCE verifier) for a candidate grant
 // and returns it with the token response's raw id_token ("" when there was
 // none). Nothing is stored or served: the caller checks the identity, then
@@ -253,18 +219,19 @@ func (m *Manager) Install(ctx context.Context, g *Grant) error {
 		before := m.state.Load()
 		_, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
-			return fmt.Errorf("token store: read before saving the new grant: %w", err) // a corrupt record is never overwritten
+			return fmt.Errorf("read the stored grant before saving the new one: %w", err) // a corrupt record is never overwritten
 		}
 		nv, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Grant: g})
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("token store: save the new grant: %w", err)
+			return fmt.Errorf("save the new grant: %w", err)
 		}
-		m.pending.Store(nil)
-		m.setState(before, &state{grant: g, version: nv, jitter: m.pickJitter(g)})
-		m.noteResult(nil)
+		m.setState(before, held{grant: g, version: nv, jitter: m.pickJitter(g)}, func(s *state) {
+			s.pending = nil
+			s.failures, s.retryAt = 0, time.Time{}
+		})
 		m.log.Info("connected to Panopto", "expires_at", g.Expiry, "account", m.key)
 		return nil
 	}
@@ -278,64 +245,35 @@ func (m *Manager) Forget(ctx context.Context, reason string) (*Grant, error) {
 		before := m.state.Load()
 		rec, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
-			return nil, fmt.Errorf("token store: read before dropping the grant: %w", err)
+			return nil, fmt.Errorf("read the stored grant before dropping it: %w", err)
 		}
 		nv, err := m.store.CompareAndSwap(ctx, m.key, ver, Record{Dropped: reason})
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("token store: drop the grant: %w", err)
+			return nil, fmt.Errorf("drop the grant: %w", err)
 		}
-		held := m.state.Load().grant
+		gone := m.state.Load().grant
 		if rec.Grant != nil {
-			held = rec.Grant
+			gone = rec.Grant
 		}
-		m.pending.Store(nil)
-		m.setState(before, &state{version: nv, dropped: reason})
-		return held, nil
+		m.setState(before, held{version: nv, dropped: reason}, func(s *state) { s.pending = nil })
+		return gone, nil
 	}
 	return nil, errors.New("token store: too many concurrent changes")
 }
 
 // shouldRecheckStore rate-limits store re-reads made on behalf of requests.
 func (m *Manager) shouldRecheckStore(now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if now.Sub(m.lastLoad) < storeRecheck {
-		return false
-	}
-	m.lastLoad = now
-	return true
-}
-
-// setState swaps in s, a record read or written at s.version, reports its
-// expiry and wakes the loop. before is the state held when that read or
-// write began: if the held state has changed since to one at least as new
-// (a concurrent refresh, login or read adopted it), s is older news and is
-// dropped, so a slow store read never puts back a grant whose refresh token
-// is already spent. A state unchanged since before is replaced whatever the
-// versions, so a store reset (a deleted record reads as version 0) still
-// reaches the manager.
-func (m *Manager) setState(before, s *state) bool {
-	for {
-		cur := m.state.Load()
-		if cur != before && cur.version >= s.version {
+	_, ok := m.update(func(s *state) bool {
+		if now.Sub(s.lastLoad) < m.timing.StoreRecheck {
 			return false
 		}
-		if m.state.CompareAndSwap(cur, s) {
-			break
-		}
-	}
-	if m.hooks.Expiry != nil {
-		if s.grant != nil {
-			m.hooks.Expiry(s.grant.Expiry)
-		} else {
-			m.hooks.Expiry(time.Time{})
-		}
-	}
-	m.wake()
-	return true
+		s.lastLoad = now
+		return true
+	})
+	return ok
 }
 
 // usable reports whether g may be injected at now: valid for at least

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
@@ -45,6 +46,8 @@ type env struct {
 	store *token.FileStore
 	path  string
 	logs  *testsupport.SyncBuffer
+	// timing is the managers' (zero: the defaults).
+	timing token.Timing
 }
 
 func newEnv(t *testing.T, ttl time.Duration) *env {
@@ -75,11 +78,14 @@ func newEnv(t *testing.T, ttl time.Duration) *env {
 }
 
 func (e *env) manager(holder string, store token.Store) *token.Manager {
+	return e.managerWith(holder, store, token.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"})
+}
+
+func (e *env) managerWith(holder string, store token.Store, creds token.CredentialSource) *token.Manager {
 	return token.NewManager(token.Options{
-		Holder: holder, Store: store, Endpoint: e.ep,
-		Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"},
-		Logger:      slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:         e.clk.Now,
+		Holder: holder, Store: store, Endpoint: e.ep, Credentials: creds, Timing: e.timing,
+		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:    e.clk.Now,
 	})
 }
 
@@ -88,7 +94,7 @@ func (e *env) manager(holder string, store token.Store) *token.Manager {
 // code; the code is exchanged with the verifier.
 func (e *env) login(m *token.Manager, flow *login.LoginFlow) {
 	e.t.Helper()
-	l := flow.Begin(e.ep, clientID, "")
+	l := flow.BeginReturning(e.ep, clientID, "", "")
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Get(l.URL)
 	if err != nil {
@@ -103,12 +109,16 @@ func (e *env) login(m *token.Manager, flow *login.LoginFlow) {
 	if q.Get("state") != l.State {
 		e.t.Fatalf("state not echoed")
 	}
-	verifier, account, err := flow.Complete(q.Get("state"), l.Binding, true)
-	if err != nil || account != "" {
-		e.t.Fatalf("complete: %v %q", err, account)
+	done, err := flow.Finish(q.Get("state"), l.Binding, true)
+	if err != nil || done.Account != "" {
+		e.t.Fatalf("finish: %v %q", err, done.Account)
 	}
-	if err := m.Exchange(context.Background(), q.Get("code"), verifier); err != nil {
+	g, _, err := m.ExchangeCode(context.Background(), q.Get("code"), done.Verifier)
+	if err != nil {
 		e.t.Fatalf("exchange: %v", err)
+	}
+	if err := m.Install(context.Background(), g); err != nil {
+		e.t.Fatalf("install: %v", err)
 	}
 }
 
@@ -221,12 +231,21 @@ func TestFileStoreCorruptIsNeverOverwritten(t *testing.T) {
 	}
 }
 
+// authorizeParams is the query of a login URL.
+func authorizeParams(loginURL string) url.Values {
+	u, err := url.Parse(loginURL)
+	if err != nil {
+		return nil
+	}
+	return u.Query()
+}
+
 func TestLoginFlowState(t *testing.T) {
 	clk := newClock()
 	f := login.NewLoginFlow(10*time.Minute, clk.Now)
 	ep := token.Endpoint{AuthURL: "https://p.example/Panopto/oauth2/connect/authorize", RedirectURL: redirectURI, Scopes: []string{"openid", "api", "offline_access"}}
-	l := f.Begin(ep, "cid", "")
-	q := login.AuthorizeParams(l.URL)
+	l := f.BeginReturning(ep, "cid", "", "")
+	q := authorizeParams(l.URL)
 	for k, want := range map[string]string{"client_id": "cid", "response_type": "code", "redirect_uri": redirectURI,
 		"scope": "openid api offline_access", "state": l.State, "code_challenge_method": "S256", "prompt": "consent"} {
 		if q.Get(k) != want {
@@ -239,31 +258,31 @@ func TestLoginFlowState(t *testing.T) {
 	// Wrong browser, or none: refused, and the login stays for the browser
 	// that started it, which alone can end it, once.
 	for _, other := range []string{"other-cookie", ""} {
-		if _, _, err := f.Complete(l.State, other, true); !errors.Is(err, login.ErrWrongBrowser) {
+		if _, err := f.Finish(l.State, other, true); !errors.Is(err, login.ErrWrongBrowser) {
 			t.Fatalf("binding %q: %v", other, err)
 		}
 	}
-	if _, _, err := f.Complete(l.State, l.Binding, true); err != nil {
+	if _, err := f.Finish(l.State, l.Binding, true); err != nil {
 		t.Fatalf("the right browser after a wrong one: %v", err)
 	}
-	if _, _, err := f.Complete(l.State, l.Binding, true); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish(l.State, l.Binding, true); !errors.Is(err, login.ErrBadState) {
 		t.Fatalf("reused state: %v", err)
 	}
 	// Single use.
-	l2 := f.Begin(ep, "cid", "alice")
-	if _, acct, err := f.Complete(l2.State, l2.Binding, true); err != nil || acct != "alice" {
-		t.Fatalf("complete: %v %q", err, acct)
+	l2 := f.BeginReturning(ep, "cid", "alice", "")
+	if done, err := f.Finish(l2.State, l2.Binding, true); err != nil || done.Account != "alice" {
+		t.Fatalf("finish: %v %q", err, done.Account)
 	}
-	if _, _, err := f.Complete(l2.State, l2.Binding, true); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish(l2.State, l2.Binding, true); !errors.Is(err, login.ErrBadState) {
 		t.Fatalf("second use: %v", err)
 	}
 	// Expiry.
-	l3 := f.Begin(ep, "cid", "")
+	l3 := f.BeginReturning(ep, "cid", "", "")
 	clk.Advance(10*time.Minute + time.Second)
-	if _, _, err := f.Complete(l3.State, l3.Binding, false); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish(l3.State, l3.Binding, false); !errors.Is(err, login.ErrBadState) {
 		t.Fatalf("expired state: %v", err)
 	}
-	if _, _, err := f.Complete("made-up", "", false); !errors.Is(err, login.ErrBadState) {
+	if _, err := f.Finish("made-up", "", false); !errors.Is(err, login.ErrBadState) {
 		t.Fatal("unknown state accepted")
 	}
 }
@@ -322,26 +341,40 @@ func TestSingleFlightAcrossExpiry(t *testing.T) {
 	}
 }
 
-// A waiter that gives up does not cancel the shared refresh.
+// A waiter that gives up does not cancel the shared refresh (in a
+// synctest bubble: the stand-in's slow answer takes no real time).
 func TestWaiterCancellationDoesNotCancelRefresh(t *testing.T) {
-	e := newEnv(t, time.Hour)
-	m := e.manager("a", e.store)
-	e.login(m, login.NewLoginFlow(0, e.clk.Now))
-	e.clk.Advance(2 * time.Hour)
-	e.fake.InjectTokenFaults(panoptofake.FaultTimeout(300 * time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := m.Token(ctx); err == nil {
-		t.Fatal("expected the impatient caller to give up")
-	}
-	// A patient caller joins or follows the shared refresh and succeeds.
-	g, err := m.Token(context.Background())
-	if err != nil || !e.fake.TokenActive(g.AccessToken.Reveal()) {
-		t.Fatalf("patient caller: %v", err)
-	}
-	if r := e.fake.Stats().RefreshReuse; r != 0 {
-		t.Fatalf("refresh token reused %d times", r)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		fake := panoptofake.New(panoptofake.Options{ClientID: clientID, ClientSecret: clientSecret, AccessTTL: time.Hour,
+			Users: map[string]string{"svc.uploader": "pw-of-uploader"}})
+		ep := token.Endpoint{TokenURL: "http://panopto.invalid/Panopto/oauth2/connect/token", ClientAuth: "basic",
+			Scopes: []string{"openid", "api", "offline_access"}, RefreshBefore: 5 * time.Minute, Timeout: 5 * time.Second}
+		m := token.NewManager(token.Options{
+			Store: token.NewFileStore(filepath.Join(t.TempDir(), "t.json")), Endpoint: ep, HTTPClient: inProcess(fake),
+			Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret, Username: "svc.uploader", Password: "pw-of-uploader"},
+			Password: func(_ context.Context, c token.ClientCredentials) (string, token.Secret, error) {
+				return c.Username, c.Password, nil
+			},
+		})
+		if _, err := m.Token(context.Background()); err != nil { // logs in
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Hour) // expired
+		fake.InjectTokenFaults(panoptofake.FaultTimeout(300 * time.Millisecond))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if _, err := m.Token(ctx); err == nil {
+			t.Fatal("expected the impatient caller to give up")
+		}
+		// A patient caller joins or follows the shared refresh and succeeds.
+		g, err := m.Token(context.Background())
+		if err != nil || !fake.TokenActive(g.AccessToken.Reveal()) {
+			t.Fatalf("patient caller: %v", err)
+		}
+		if st := fake.Stats(); st.RefreshReuse != 0 || st.Refreshes != 1 {
+			t.Fatalf("%d refreshes, refresh token reused %d times; want 1, 0", st.Refreshes, st.RefreshReuse)
+		}
+	})
 }
 
 // Transient failures while the old token is valid: the old one keeps being
@@ -400,6 +433,7 @@ func revoke(t *testing.T, e *env, token string) {
 // the token endpoint per expiry, and no rotated refresh token is reused.
 func TestReplicasShareOneRefreshPerExpiry(t *testing.T) {
 	e := newEnv(t, time.Hour)
+	e.timing.LeasePoll = 5 * time.Millisecond // replicas waiting on the lease look again soon
 	ms := []*token.Manager{e.manager("r1", e.store), e.manager("r2", token.NewFileStore(e.path)), e.manager("r3", token.NewFileStore(e.path))}
 	e.login(ms[0], login.NewLoginFlow(0, e.clk.Now))
 	ctx := context.Background()
@@ -446,7 +480,8 @@ func TestGrantSurvivesRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m2 := e.manager("b", token.NewFileStore(e.path))
-	m2.Start(ctx)
+	m2.Load(ctx)
+	go m2.Run(ctx)
 	g, err := m2.Token(ctx)
 	if err != nil || !e.fake.TokenActive(g.AccessToken.Reveal()) {
 		t.Fatalf("after restart: %v", err)
@@ -481,56 +516,79 @@ func TestPasswordGrant(t *testing.T) {
 	}
 }
 
-// The background loop refreshes ahead of expiry with real time (short TTL).
-func TestBackgroundRefreshAhead(t *testing.T) {
-	if testing.Short() {
-		t.Skip("uses real time")
-	}
-	fake := panoptofake.New(panoptofake.Options{ClientID: clientID, ClientSecret: clientSecret, RedirectURIs: []string{redirectURI}, AccessTTL: 2 * time.Second})
-	srv := httptest.NewServer(fake)
-	defer srv.Close()
-	ep := token.Endpoint{AuthURL: srv.URL + "/Panopto/oauth2/connect/authorize", TokenURL: srv.URL + "/Panopto/oauth2/connect/token",
-		RedirectURL: redirectURI, Scopes: []string{"openid", "api", "offline_access"}, ClientAuth: "body", RefreshBefore: time.Second, Timeout: 2 * time.Second}
-	// Not t.TempDir: a refresh already under way when the test ends may
-	// still write its file while the directory is being removed.
-	dir, err := os.MkdirTemp("", "refresh-ahead-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	store := token.NewFileStore(filepath.Join(dir, "t.json"))
-	m := token.NewManager(token.Options{Store: store, Endpoint: ep, Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret}})
-	flow := login.NewLoginFlow(0, nil)
-	l := flow.Begin(ep, clientID, "")
+// inProcess is an HTTP client that hands every request to h in this
+// process: no sockets, so it works inside a synctest bubble.
+func inProcess(h http.Handler) *http.Client {
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(l.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	v, _, _ := flow.Complete(loc.Query().Get("state"), "", false)
-	if err := m.Exchange(context.Background(), loc.Query().Get("code"), v); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m.Start(ctx)
-	deadline := time.Now().Add(10 * time.Second)
-	for fake.Stats().Refreshes < 3 && time.Now().Before(deadline) {
-		g, err := m.Token(ctx)
-		if err != nil || !fake.TokenActive(g.AccessToken.Reveal()) {
-			t.Fatalf("no valid token at %v: %v", time.Now(), err)
+	return &http.Client{Jar: jar, Transport: handlerTransport{h},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// The background loop refreshes ahead of expiry, on its own timers (a
+// short TTL, in a synctest bubble: the seconds pass at once).
+func TestBackgroundRefreshAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fake := panoptofake.New(panoptofake.Options{ClientID: clientID, ClientSecret: clientSecret, RedirectURIs: []string{redirectURI}, AccessTTL: 2 * time.Second})
+		const base = "http://panopto.invalid"
+		ep := token.Endpoint{AuthURL: base + "/Panopto/oauth2/connect/authorize", TokenURL: base + "/Panopto/oauth2/connect/token",
+			RedirectURL: redirectURI, Scopes: []string{"openid", "api", "offline_access"}, ClientAuth: "body", RefreshBefore: time.Second, Timeout: 2 * time.Second}
+		client := inProcess(fake)
+		store := token.NewFileStore(filepath.Join(t.TempDir(), "t.json"))
+		m := token.NewManager(token.Options{Store: store, Endpoint: ep, HTTPClient: client, Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret}})
+		flow := login.NewLoginFlow(0, nil)
+		l := flow.BeginReturning(ep, clientID, "", "")
+		resp, err := client.Get(l.URL)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := fake.Stats().Refreshes; n < 3 {
-		t.Fatalf("background refreshes = %d, want >= 3", n)
-	}
-	if fake.Stats().RefreshReuse != 0 {
-		t.Fatal("refresh token reused")
-	}
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		done, err := flow.Finish(loc.Query().Get("state"), "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		g, _, err := m.ExchangeCode(ctx, loc.Query().Get("code"), done.Verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Install(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			m.Run(ctx)
+		}()
+		for range 500 { // 10 s
+			g, err := m.Token(ctx)
+			if err != nil || !fake.TokenActive(g.AccessToken.Reveal()) {
+				t.Fatalf("no valid token at %v: %v", time.Now(), err)
+			}
+			if fake.Stats().Refreshes >= 3 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		<-ran
+		if n := fake.Stats().Refreshes; n < 3 {
+			t.Fatalf("background refreshes = %d, want >= 3", n)
+		}
+		if fake.Stats().RefreshReuse != 0 {
+			t.Fatal("refresh token reused")
+		}
+	})
 }
 
 // A refused refresh token's log line says how to connect again: the login

@@ -20,15 +20,23 @@ import (
 // LRU with idle eviction. An evicted account's grant stays in the store and
 // is loaded again on its next request.
 type Pool struct {
-	base     Options // what every manager shares; Key, Endpoint and Password are set per manager
+	base     options // what every manager shares; Key, Endpoint and Password are set per manager
 	grant    GrantType
 	mode     AccountsMode
 	now      func() time.Time
 	settings atomic.Pointer[PoolSettings]
 	def      *Manager
+	loaded   atomic.Bool // the default grant was loaded
+	timing   Timing
+
+	// life ends when Run does; every manager's loop runs under it, and wg
+	// counts them and the eviction loop.
+	life context.Context
+	end  context.CancelFunc
+	wg   sync.WaitGroup
 
 	mu      sync.Mutex // guards the fields below
-	ctx     context.Context
+	stopped bool       // Run has ended: start no more goroutines
 	lru     *list.List // of *poolEntry, most recent first
 	byName  map[string]*list.Element
 	evicted int64
@@ -38,17 +46,18 @@ type Pool struct {
 type PoolOptions struct {
 	Store  Store
 	Holder string // this replica's name in refresh leases
-	// Credentials returns the credential source in force; managers call it
-	// on every use, so swapping the source reaches all of them.
-	Credentials func() CredentialSource
+	// Credentials are read by every manager on every use: a
+	// SwappableCredentials swapped on reload reaches all of them.
+	Credentials CredentialSource
 	HTTPClient  *http.Client // for the token endpoint
 	Logger      *slog.Logger
 	Now         func() time.Time // default time.Now
 	// Hooks: Refresh counts every grant's refreshes; Expiry reports the
 	// default grant's only.
-	Hooks Hooks
-	Grant GrantType    // how the default grant is obtained
-	Mode  AccountsMode // whether and how requests name a Panopto user
+	Hooks  Hooks
+	Grant  GrantType    // how the default grant is obtained
+	Mode   AccountsMode // whether and how requests name a Panopto user
+	Timing Timing       // zero fields: the defaults
 	PoolSettings
 }
 
@@ -72,21 +81,26 @@ type PoolStatus struct {
 // be named: accounts are off, or the name is not a Panopto username.
 var ErrUnknownAccount = errors.New("unknown account")
 
-// NewPool returns a pool holding the default grant's manager; call Start
-// before asking it for managers.
+// NewPool returns a pool holding the default grant's manager; call Load,
+// then Run.
 func NewPool(o PoolOptions) *Pool {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	life, end := context.WithCancel(context.Background())
 	p := &Pool{
-		base: Options{
+		life:   life,
+		end:    end,
+		timing: o.Timing.withDefaults(),
+		base: options{
 			Holder:      o.Holder,
 			Store:       o.Store,
-			Credentials: currentCredentials(o.Credentials),
+			Credentials: o.Credentials,
 			HTTPClient:  o.HTTPClient,
 			Logger:      o.Logger,
 			Now:         o.Now,
 			Hooks:       o.Hooks,
+			Timing:      o.Timing,
 		},
 		grant:  o.Grant,
 		mode:   o.Mode,
@@ -100,14 +114,55 @@ func NewPool(o PoolOptions) *Pool {
 	return p
 }
 
-// Start loads the default grant, starts refreshing it, and evicts idle
-// accounts until ctx ends. Account managers run under ctx too.
-func (p *Pool) Start(ctx context.Context) {
+// Load reads the default grant from the store, so that it is held before
+// the first request. Run does it too, when Load was not called.
+func (p *Pool) Load(ctx context.Context) {
+	if p.loaded.CompareAndSwap(false, true) {
+		p.def.load(ctx)
+	}
+}
+
+// Run refreshes the default grant and every account's held in memory, and
+// evicts idle accounts, until ctx ends. It returns once every goroutine
+// the pool started has: each manager's loop and the refreshes it runs in
+// the background. Call it once; managers asked for after it has returned
+// refresh on their callers' goroutines only.
+func (p *Pool) Run(ctx context.Context) error {
+	p.Load(ctx)
 	p.mu.Lock()
-	p.ctx = ctx
+	if !p.stopped {
+		p.wg.Go(func() { p.def.run(p.life) })
+		p.wg.Go(func() { p.evictLoop(p.life) })
+	}
 	p.mu.Unlock()
-	p.def.Start(ctx)
-	go p.evictLoop(ctx)
+	<-ctx.Done()
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.end()
+	p.wg.Wait()
+	return nil
+}
+
+// goLocked runs m's loop under the pool's life until ctx ends, loading the
+// store first unless loaded is nil, and closes loaded once that load has
+// ended. After Run, it starts nothing: m re-reads the store on use. p.mu
+// is held.
+func (p *Pool) goLocked(ctx context.Context, m *Manager, loaded chan struct{}) {
+	if p.stopped {
+		m.stop()
+		if loaded != nil {
+			close(loaded)
+		}
+		return
+	}
+	p.wg.Go(func() {
+		if loaded != nil {
+			m.load(ctx) // an eviction meanwhile cancels the load; the manager re-reads on use
+			close(loaded)
+		}
+		m.run(ctx)
+	})
 }
 
 // Default returns the default grant's manager.
@@ -157,13 +212,10 @@ func (p *Pool) entry(account string) *poolEntry {
 		p.evictLocked(p.lru.Back())
 	}
 	m := p.newManager(account, settings)
-	mctx, cancel := context.WithCancel(p.ctx)
+	mctx, cancel := context.WithCancel(p.life)
 	e := &poolEntry{name: account, m: m, cancel: cancel, lastUsed: now, loaded: make(chan struct{})}
 	p.byName[account] = p.lru.PushFront(e)
-	go func() {
-		defer close(e.loaded)
-		m.Start(mctx) // an eviction meanwhile cancels the load; the manager re-reads on use
-	}()
+	p.goLocked(mctx, m, e.loaded)
 	return e
 }
 
@@ -171,11 +223,11 @@ func (p *Pool) entry(account string) *poolEntry {
 // new endpoint, and later managers the rest.
 func (p *Pool) Update(s PoolSettings) {
 	p.settings.Store(&s)
-	p.def.SetEndpoint(s.Endpoint)
+	p.def.setEndpoint(s.Endpoint)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for el := p.lru.Front(); el != nil; el = el.Next() {
-		el.Value.(*poolEntry).m.SetEndpoint(s.Endpoint)
+		el.Value.(*poolEntry).m.setEndpoint(s.Endpoint)
 	}
 }
 
@@ -209,12 +261,12 @@ func (p *Pool) newManager(account string, s *PoolSettings) *Manager {
 	if account != "" {
 		o.Hooks.Expiry = nil
 	}
-	return NewManager(o)
+	return newManager(o)
 }
 
 // passwordFor returns how account logs in without a browser, or nil when it
 // needs a person to log in.
-func (p *Pool) passwordFor(account, provider string) PasswordFunc {
+func (p *Pool) passwordFor(account, provider string) passwordFunc {
 	switch {
 	case account == "" && p.grant == GrantPassword:
 		return func(_ context.Context, c ClientCredentials) (string, Secret, error) {
@@ -260,7 +312,7 @@ func ValidAccount(a string) bool {
 }
 
 func (p *Pool) evictLoop(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(p.timing.EvictEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -296,18 +348,4 @@ func (p *Pool) evictLocked(el *list.Element) {
 	p.lru.Remove(el)
 	delete(p.byName, e.name)
 	p.evicted++
-}
-
-// currentCredentials reads the credential source in force at each call.
-type currentCredentials func() CredentialSource
-
-func (c currentCredentials) Credentials(ctx context.Context) (ClientCredentials, error) {
-	return c().Credentials(ctx)
-}
-
-func (c currentCredentials) Reread(ctx context.Context) error {
-	if rr, ok := c().(Rereader); ok {
-		return rr.Reread(ctx)
-	}
-	return errors.New("credentials: source cannot re-read")
 }

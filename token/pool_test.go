@@ -19,11 +19,27 @@ func newTestPool(t *testing.T, clk *testsupport.Clock, o PoolOptions) *Pool {
 		o.Store = NewFileStore(filepath.Join(t.TempDir(), "token.json"))
 	}
 	o.Now = clk.Now
-	o.Credentials = func() CredentialSource { return StaticCredentials{ID: "cid", Secret: "secret"} }
+	o.Credentials = StaticCredentials{ID: "cid", Secret: "secret"}
 	o.Endpoint = Endpoint{TokenURL: "http://127.0.0.1:1/unused", RefreshBefore: time.Minute}
 	p := NewPool(o)
-	p.Start(t.Context())
+	runPool(t, p)
 	return p
+}
+
+// runPool loads p's default grant and runs p until the test ends, then
+// waits for Run to return.
+func runPool(t *testing.T, p *Pool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.Load(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 func testClock() *testsupport.Clock {

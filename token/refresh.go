@@ -11,23 +11,59 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// flight is one shared refresh; err is set before done is closed.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
 // refreshShared runs one refresh for all callers (single flight). The shared
-// work runs on its own context: a caller giving up does not cancel it.
+// work runs on its own context and goroutine: a caller giving up does not
+// cancel it. run waits for those goroutines; once it has returned (or
+// after stop), the refresh runs on the caller's goroutine instead.
 func (m *Manager) refreshShared(ctx context.Context, refused *Grant) error {
-	ch := m.sf.DoChan("refresh", func() (any, error) {
+	m.fmu.Lock()
+	f := m.flight
+	if f == nil {
+		f = &flight{done: make(chan struct{})}
+		m.flight = f
 		timeout := 2*m.endpoint.Load().Timeout + 10*time.Second
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		err := m.refresh(rctx, refused)
-		m.noteResult(err)
-		return nil, err
-	})
+		run := func() {
+			m.live.Add(1)
+			defer m.live.Add(-1)
+			defer cancel()
+			err := m.refresh(rctx, refused)
+			m.noteResult(err)
+			m.fmu.Lock()
+			m.flight = nil
+			m.fmu.Unlock()
+			f.err = err
+			close(f.done)
+		}
+		if m.stopped {
+			m.fmu.Unlock()
+			run()
+			return f.err
+		}
+		m.bg.Go(run)
+	}
+	m.fmu.Unlock()
 	select {
-	case r := <-ch:
-		return r.Err
+	case <-f.done:
+		return f.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// stop makes later refreshes run on their callers' goroutines and waits
+// for the ones running in the background.
+func (m *Manager) stop() {
+	m.fmu.Lock()
+	m.stopped = true
+	m.fmu.Unlock()
+	m.bg.Wait()
 }
 
 // refresh is the cross-replica refresh protocol:
@@ -43,13 +79,13 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 			return errors.New("token store: too many concurrent changes")
 		}
 		cur := m.state.Load()
-		if p := m.pending.Load(); p != nil {
+		if p := cur.pending; p != nil {
 			return m.persist(ctx, cur, p.grant, p.version, "persisted")
 		}
 		rec, ver, err := m.store.Load(ctx, m.key)
 		if err != nil {
 			m.count("store_error")
-			return fmt.Errorf("token store: read before refreshing: %w", err)
+			return fmt.Errorf("read the stored grant before refreshing: %w", err)
 		}
 		now := m.now()
 		g := rec.Grant
@@ -98,7 +134,7 @@ func (m *Manager) refresh(ctx context.Context, refused *Grant) error {
 		}
 		if err != nil {
 			m.count("store_error")
-			return fmt.Errorf("token store: take refresh lease: %w", err)
+			return fmt.Errorf("take the refresh lease: %w", err)
 		}
 		ng, err := m.callRefresh(ctx, ep, g)
 		if err != nil {
@@ -129,7 +165,7 @@ func (m *Manager) callRefresh(ctx context.Context, ep *Endpoint, g *Grant) (*Gra
 		// The client secret may have been rotated: re-read it and try once
 		// more. The refresh token was refused before use, so presenting it
 		// again is safe.
-		if rr, ok := m.credentialSource().(Rereader); ok {
+		if rr, ok := m.creds.(Rereader); ok {
 			if rerr := rr.Reread(ctx); rerr == nil {
 				if creds2, cerr := m.credentials(ctx); cerr == nil && (creds2.Version != creds.Version || creds2.Secret != creds.Secret || creds2.ID != creds.ID) {
 					m.log.Info("client credentials changed; retrying the refresh", "version", creds2.Version)
@@ -158,7 +194,7 @@ func (m *Manager) refreshFailed(ctx context.Context, err error, before *state, r
 			m.log.Warn("token store: could not record the dead grant", "err", werr, "account", m.key)
 			ver = leased
 		}
-		m.setState(before, &state{version: ver, dropped: droppedInvalidGrant})
+		m.setState(before, held{version: ver, dropped: droppedInvalidGrant}, nil)
 		m.log.Error("Panopto refused the refresh token: login required", m.connectHint(),
 			"account", m.key, "reason", ReasonRefreshRefused)
 		return err
@@ -197,11 +233,10 @@ func (m *Manager) persist(ctx context.Context, before *state, g *Grant, version 
 		m.count("store_error")
 		return m.keepUnpersisted(before, g, version, err)
 	}
-	m.pending.Store(nil)
-	m.mu.Lock()
-	m.refreshN++
-	m.mu.Unlock()
-	m.setState(before, &state{grant: g, version: ver, jitter: m.pickJitter(g)})
+	m.setState(before, held{grant: g, version: ver, jitter: m.pickJitter(g)}, func(s *state) {
+		s.pending = nil
+		s.refreshes++
+	})
 	m.count("ok")
 	m.log.Info("token "+how, "expires_at", g.Expiry, "account", m.key)
 	return nil
@@ -213,21 +248,30 @@ func (m *Manager) persist(ctx context.Context, before *state, g *Grant, version 
 // failure returned); once it has expired the new one is served anyway
 // (logged), since the store being down must not stop OnTrack.
 func (m *Manager) keepUnpersisted(before *state, g *Grant, version int64, err error) error {
-	p := &state{grant: g, version: version, jitter: m.pickJitter(g)}
-	m.pending.Store(p)
-	if usable(m.state.Load().grant, m.now()) {
-		return fmt.Errorf("token store: persist the refreshed grant (kept in memory, retrying): %w", err)
+	p := &held{grant: g, version: version, jitter: m.pickJitter(g)}
+	now := m.now()
+	var serve, took bool
+	m.update(func(s *state) bool {
+		s.pending = p
+		serve = !usable(s.grant, now)
+		took = serve && s.take(before, *p)
+		return true
+	})
+	if !serve {
+		return fmt.Errorf("persist the refreshed grant (kept in memory, retrying): %w", err)
+	}
+	if took {
+		m.grantChanged(g)
 	}
 	m.log.Error("token store: could not persist the refreshed grant; serving it anyway, as the old one has expired, and retrying",
 		"err", err, "account", m.key)
-	m.setState(before, p)
 	return nil
 }
 
 // waitLease polls the store while another replica refreshes, until its lease
 // ends, it writes its result, or ctx ends.
 func (m *Manager) waitLease(ctx context.Context, until time.Time) error {
-	d := 200 * time.Millisecond
+	d := m.timing.LeasePoll
 	if left := until.Sub(m.now()); left < d {
 		d = max(left, 10*time.Millisecond)
 	}
@@ -252,7 +296,7 @@ func (m *Manager) passwordLogin(ctx context.Context, before *state, rec Record, 
 			if errors.Is(err, ErrConflict) {
 				return m.reload(ctx)
 			}
-			return fmt.Errorf("token store: take login lease: %w", err)
+			return fmt.Errorf("take the login lease: %w", err)
 		}
 		version = leased
 	}
@@ -290,46 +334,48 @@ func (m *Manager) reload(ctx context.Context) error {
 // setState) or we hold something newer that is not persisted yet. It
 // reports whether the record was taken.
 func (m *Manager) adopt(before *state, rec Record, ver int64) bool {
-	cur := m.state.Load()
-	if cur.version == ver && cur.grant != nil && rec.Grant != nil && cur.grant.AccessToken == rec.Grant.AccessToken {
-		return false
-	}
-	if cur != before && cur.version >= ver {
-		return false
-	}
-	if p := m.pending.Load(); p != nil {
-		if rec.Grant == nil || !rec.Grant.Expiry.After(p.grant.Expiry) {
-			return false // we hold something newer that is not persisted yet
+	h := held{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped}
+	var took bool
+	m.update(func(s *state) bool {
+		took = false
+		if s.version == ver && s.grant != nil && rec.Grant != nil && s.grant.AccessToken == rec.Grant.AccessToken {
+			return false
 		}
-		m.pending.Store(nil)
+		if p := s.pending; p != nil {
+			if rec.Grant == nil || !rec.Grant.Expiry.After(p.grant.Expiry) {
+				return false // we hold something newer that is not persisted yet
+			}
+			s.pending = nil
+		}
+		took = s.take(before, h)
+		return took
+	})
+	if took {
+		m.grantChanged(rec.Grant)
 	}
-	return m.setState(before, &state{grant: rec.Grant, version: ver, jitter: m.pickJitter(rec.Grant), dropped: rec.Dropped})
+	return took
 }
 
 // credentials reads the current client credentials, and records for Status
 // whether they could be read.
 func (m *Manager) credentials(ctx context.Context) (ClientCredentials, error) {
-	m.mu.Lock()
-	src := m.creds
-	m.mu.Unlock()
 	var c ClientCredentials
 	err := errors.New("credentials: no source configured")
-	if src != nil {
-		c, err = src.Credentials(ctx)
+	if m.creds != nil {
+		c, err = m.creds.Credentials(ctx)
 	}
 	if err != nil && ctx.Err() != nil {
 		return c, err // the caller gave up: says nothing about the source
 	}
-	m.mu.Lock()
-	m.credsFailed = err != nil
-	m.mu.Unlock()
+	failed := err != nil
+	m.update(func(s *state) bool {
+		if s.credsFailed == failed {
+			return false
+		}
+		s.credsFailed = failed
+		return true
+	})
 	return c, err
-}
-
-func (m *Manager) credentialSource() CredentialSource {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.creds
 }
 
 // count reports a refresh result to the Refresh hook.

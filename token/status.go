@@ -46,13 +46,10 @@ const droppedInvalidGrant = "invalid_grant"
 // Status reports the held grant.
 func (m *Manager) Status() Status {
 	s := m.state.Load()
-	m.mu.Lock()
-	st := Status{Refreshes: m.refreshN, LastError: m.lastErr, LastErrorAt: m.lastErrT}
-	credsFailed := m.credsFailed
-	m.mu.Unlock()
+	st := Status{Refreshes: s.refreshes, LastError: s.lastErr, LastErrorAt: s.lastErrAt}
 	st.StoreVer = s.version
-	st.Unpersisted = m.pending.Load() != nil
-	st.Reason = reason(s, m.now(), credsFailed)
+	st.Unpersisted = s.pending != nil
+	st.Reason = reason(s, m.now())
 	st.Connected = st.Reason == ""
 	if s.grant != nil {
 		st.ExpiresAt = s.grant.Expiry
@@ -65,21 +62,18 @@ func (m *Manager) Status() Status {
 
 // Ready reports whether a usable access token is held, and if not, why.
 func (m *Manager) Ready() (bool, Reason) {
-	m.mu.Lock()
-	credsFailed := m.credsFailed
-	m.mu.Unlock()
-	r := reason(m.state.Load(), m.now(), credsFailed)
+	r := reason(m.state.Load(), m.now())
 	return r == "", r
 }
 
 // reason says why s gives no usable access token at now, "" when it does.
 // Credentials that cannot be read come first: until they can, neither a
 // refresh nor a login can succeed.
-func reason(s *state, now time.Time, credsFailed bool) Reason {
+func reason(s *state, now time.Time) Reason {
 	switch {
 	case usable(s.grant, now):
 		return ""
-	case credsFailed:
+	case s.credsFailed:
 		return ReasonCredentialsUnavailable
 	case s.grant != nil:
 		return ReasonRefreshPending

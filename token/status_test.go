@@ -58,7 +58,7 @@ func TestStatusReasons(t *testing.T) {
 			creds.down.Store(true)
 			mctx, cancel := context.WithCancel(ctx)
 			t.Cleanup(cancel)
-			m.Start(mctx) // reads the credentials to tell this from never_connected
+			go m.Run(mctx) // reads the credentials to tell this from never_connected
 			testsupport.WaitFor(t, 5*time.Second, "the credentials read", func() bool { return m.Status().LastError != "" })
 		}, token.ReasonCredentialsUnavailable, false},
 		{"credentials unreadable, token expired", func(t *testing.T, e *env, m *token.Manager, creds *switchableCredentials) {
@@ -82,8 +82,7 @@ func TestStatusReasons(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, time.Hour)
 			creds := &switchableCredentials{}
-			m := e.manager("a", e.store)
-			m.SetCredentials(creds)
+			m := e.managerWith("a", e.store, creds)
 			tc.setup(t, e, m, creds)
 
 			st := m.Status()

@@ -39,11 +39,12 @@ func TestManagerKeepsNewerVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &heldStore{Store: vs, read: make(chan struct{}), release: make(chan struct{}), first: true}
-	m := token.NewManager(token.Options{Store: store, Holder: "pod-a"})
+	p := token.NewPool(token.PoolOptions{Store: store, Holder: "pod-a"})
+	m := p.Default()
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	started := make(chan struct{})
-	go func() { m.Start(mctx); close(started) }()
+	go func() { p.Load(mctx); close(started); p.Run(mctx) }()
 	<-store.read
 	login := &token.Grant{AccessToken: "access-new", RefreshToken: "refresh-new", Expiry: now.Add(time.Hour), ObtainedAt: now}
 	if err := m.Install(ctx, login); err != nil {

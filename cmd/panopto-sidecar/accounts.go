@@ -21,7 +21,7 @@ func (s *sidecar) poolOptions(cfg *config.Config) (token.PoolOptions, error) {
 	return token.PoolOptions{
 		Store:        s.store,
 		Holder:       s.holder,
-		Credentials:  func() token.CredentialSource { return s.creds.Load().src },
+		Credentials:  s.creds,
 		HTTPClient:   s.tokenHTTP,
 		Logger:       s.log.With("component", "oauth"),
 		Hooks:        token.Hooks{Refresh: s.metrics.RefreshResult, Expiry: s.metrics.TokenExpiry},

@@ -301,12 +301,12 @@ func TestServeReturnsAfterEverythingEnded(t *testing.T) {
 	}
 }
 
-// servedFrames name the code of goroutines serve starts. The token
-// managers' loops join them once the pool runs as one member of serve's
-// group (token.(*Manager).loop, token.(*Pool).evictLoop).
+// servedFrames name the code of goroutines serve starts, the token pool's
+// (its managers' loops, the eviction loop) included.
 var servedFrames = []string{
 	"main.serve(", "main.serve.func", "main.(*sidecar).shutdown", "main.(*reloader).", "main.(*publicServer).",
-	"panopto-sidecar/token.(*KeepAlive).Run",
+	"panopto-sidecar/token.(*KeepAlive).Run", "panopto-sidecar/token.(*Manager).loop", "panopto-sidecar/token.(*Pool).evictLoop",
+	"panopto-sidecar/token.(*Pool).Run",
 }
 
 // servedGoroutines returns the goroutines running code serve starts, by

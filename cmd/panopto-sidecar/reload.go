@@ -231,7 +231,7 @@ func (s *sidecar) apply(ctx context.Context, cur, next *config.Config) error {
 		if err != nil {
 			return err
 		}
-		s.creds.Store(&credentialsHolder{src})
+		s.creds.Swap(src)
 	}
 	s.accounts.Update(poolSettings(next))
 	if s.keepalive != nil {

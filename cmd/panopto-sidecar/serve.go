@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
@@ -40,7 +39,7 @@ type sidecar struct {
 
 	// What the token managers share.
 	store     token.Store
-	creds     atomic.Pointer[credentialsHolder]
+	creds     *token.SwappableCredentials
 	tokenHTTP *http.Client
 	accounts  *token.Pool
 	keepalive *token.KeepAlive // nil: accounts off, or a store that cannot list
@@ -98,18 +97,17 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		ln.Close()
 		return err
 	}
-	// integrate Pool.Run: Start loads the default grant before the servers
-	// answer (the first requests, and the Ready check below, need it) and
-	// leaves the managers' and the eviction loops running under life, not
-	// waited for yet. Run takes the pool's place in the group below.
-	s.accounts.Start(life)
+	// The default grant is read before the servers answer: the first
+	// requests, and the Ready check below, need it. Run (in the group below)
+	// then keeps every manager's loop and waits for them.
+	s.accounts.Load(life)
 
 	// g holds every goroutine serve starts; gctx ends with ctx, or when a
 	// member fails (a server that cannot serve), and starts the shutdown.
 	g, gctx := errgroup.WithContext(ctx)
 	reload := s.reloader.watch(s.apply)
 	g.Go(func() error { reload(life); return nil })
-	g.Go(func() error { <-life.Done(); return nil }) // integrate Pool.Run: return s.accounts.Run(life)
+	g.Go(func() error { return s.accounts.Run(life) })
 	if s.keepalive != nil {
 		g.Go(func() error { s.keepalive.Run(life); return nil })
 	}
@@ -214,7 +212,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s.creds.Store(&credentialsHolder{src})
+	s.creds = token.NewSwappableCredentials(src)
 	if s.store, err = s.tokenStore(ctx, cfg); err != nil {
 		return err
 	}
@@ -225,7 +223,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 	s.accounts = token.NewPool(po)
 	s.handler = proxy.New(proxy.Deps{
 		Accounts:     s.accounts,
-		Credentials:  func() token.CredentialSource { return s.creds.Load().src },
+		Credentials:  s.creds,
 		Flow:         login.NewLoginFlow(10*time.Minute, nil),
 		Transport:    tr,
 		Logger:       s.log.With("component", "proxy"),
@@ -343,7 +341,7 @@ func allowedHosts(cfg *config.Config) []string {
 }
 
 func (s *sidecar) revoke(ctx context.Context, g *token.Grant) error {
-	creds, err := s.creds.Load().src.Credentials(ctx)
+	creds, err := s.creds.Credentials(ctx)
 	if err != nil {
 		return err
 	}
@@ -402,7 +400,7 @@ func (s *sidecar) statusExtras() map[string]any {
 		"version":     currentVersion().Version,
 	}
 	cs := map[string]any{"source": cfg.Credentials.Source}
-	if c, err := s.creds.Load().src.Credentials(context.Background()); err == nil {
+	if c, err := s.creds.Credentials(context.Background()); err == nil {
 		cs["version"] = c.Version
 	} else {
 		cs["error"] = err.Error()

@@ -12,10 +12,6 @@ import (
 // Where the client credentials and the tokens come from: the environment or
 // Vault, a file or Vault. Every Vault use goes through s.vault, one client.
 
-// credentialsHolder lets an atomic.Pointer hold the credential source in
-// force, an interface.
-type credentialsHolder struct{ src token.CredentialSource }
-
 // credentialSource returns the source cfg names. newVault builds a new Vault
 // client from cfg.Vault in place of the one held (a reload that changed the
 // vault: section), which stays when the new one cannot be built.

@@ -19,19 +19,17 @@ import (
 func TestUploadForbiddenRotatesAtMostOnce(t *testing.T) {
 	clk := testsupport.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	e := newTestEnv(t, false, panoptofake.Options{Now: clk.Now}, Options{PartSize: 5 * mib})
-	m := token.NewManager(token.Options{
+	m := token.NewPool(token.PoolOptions{
 		Store:       token.NewFileStore(filepath.Join(t.TempDir(), "token.json")),
-		Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env"},
-		Endpoint: token.Endpoint{
+		Credentials: token.StaticCredentials{ID: clientID, Secret: clientSecret, Source: "env", Username: "alice", Password: "wonderland"},
+		PoolSettings: token.PoolSettings{Endpoint: token.Endpoint{
 			TokenURL: e.ts.URL + "/Panopto/oauth2/connect/token", ClientAuth: "basic",
 			Scopes: []string{"openid", "api", "offline_access"}, Timeout: 5 * time.Second, RefreshBefore: 5 * time.Minute,
-		},
+		}},
 		HTTPClient: e.ts.Client(),
 		Now:        clk.Now,
-		Password: func(context.Context, token.ClientCredentials) (string, token.Secret, error) {
-			return "alice", "wonderland", nil
-		},
-	})
+		Grant:      token.GrantPassword,
+	}).Default()
 	ctx := context.Background()
 	if _, err := m.Token(ctx); err != nil {
 		t.Fatalf("login: %v", err)
