@@ -41,3 +41,15 @@ type KeyLister interface {
 	// must start with a kind and '/' ("upload/").
 	ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error)
 }
+
+// Deleter removes records of other kinds, so that what they keep does
+// not grow without end. Accounts and login ticket markers are never
+// deleted: Delete refuses any key SplitRecordKey does not split.
+type Deleter interface {
+	// Delete removes key's record if its version is still version, and
+	// returns ErrConflict if it is not (someone wrote it meanwhile). A
+	// record already gone (version 0 stored) is no error when version is
+	// 0 too; after Delete, Load returns version 0 and CompareAndSwap at 0
+	// creates the record afresh.
+	Delete(ctx context.Context, key string, version int64) error
+}
