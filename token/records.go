@@ -6,8 +6,10 @@ import (
 )
 
 // Records of other packages live in the Store beside the grants, so that
-// every replica sees them: an upload's watch ("upload/<id>"), an
-// idempotency key ("idem/<account>/<hash>"). Their keys are "kind/name"
+// every replica sees them: an upload's watch ("upload/<id>", and
+// "watch/<id>" while it is active), an idempotency key
+// ("idem/<account>/<hash>"). They are deleted (Deleter) once past their
+// time. Their keys are "kind/name"
 // with a kind of lower-case letters, digits and '-'; account names never
 // contain '/', so no such key is an account's. Stores keep each kind apart
 // from the accounts, so listing accounts never reads them and listing a
