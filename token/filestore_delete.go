@@ -32,7 +32,7 @@ func (s *FileStore) lockName(key, name string) string {
 	hash := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), filepath.Base(base)+"."+kind+"-"), ext)
 	stripe := "0"
 	if hash != "" {
-		stripe = fmt.Sprintf("%x", int(hash[0])%lockStripes)
+		stripe = hash[:1] // one hex digit: lockStripes files
 	}
 	return base + "." + kind + "." + stripe + ".lock"
 }

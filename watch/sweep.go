@@ -23,7 +23,7 @@ import (
 const markerPrefix = "watch/"
 
 // sweepKey is the record through which replicas take turns to sweep.
-const sweepKey = "watch-sweep/uploads"
+const sweepKey = "sweep/uploads"
 
 // marker is the stored form of a marker (token.Record.Data).
 type marker struct {
