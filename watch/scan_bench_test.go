@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/doubtfire-lms/panopto-sidecar/token"
-	"github.com/doubtfire-lms/panopto-sidecar/vault"
-	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
 
 // BenchmarkScan: the store holds 10 000 finished uploads and 10 active
@@ -22,16 +20,7 @@ func BenchmarkScan(b *testing.B) {
 	b.Run("file", func(b *testing.B) {
 		benchScan(b, token.NewFileStore(filepath.Join(b.TempDir(), "token.json")), finished, active)
 	})
-	b.Run("vault", func(b *testing.B) {
-		srv := vaulttest.StartDev(b)
-		getenv := func(k string) string { return map[string]string{"VAULT_TOKEN": srv.RootToken()}[k] }
-		c, err := vault.New(context.Background(), vault.Config{Address: srv.Addr()}, getenv, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(c.Close)
-		benchScan(b, vault.NewStore(c, "panopto/token"), finished, active)
-	})
+	b.Run("vault", func(b *testing.B) { benchScan(b, devVaultStore(b), finished, active) })
 }
 
 func benchScan(b *testing.B, s Store, finished, active int) {

@@ -11,7 +11,21 @@ import (
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
 	"github.com/doubtfire-lms/panopto-sidecar/token"
+	"github.com/doubtfire-lms/panopto-sidecar/vault"
+	"github.com/doubtfire-lms/panopto-sidecar/vault/vaulttest"
 )
+
+// devVaultStore is a token store in a Vault dev server of its own.
+func devVaultStore(tb testing.TB) Store {
+	srv := vaulttest.StartDev(tb)
+	getenv := func(k string) string { return map[string]string{"VAULT_TOKEN": srv.RootToken()}[k] }
+	c, err := vault.New(context.Background(), vault.Config{Address: srv.Addr()}, getenv, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return vault.NewStore(c, "panopto/token")
+}
 
 // countingStore counts what is asked of the store.
 type countingStore struct {
@@ -105,9 +119,14 @@ func TestScanListsOnlyActive(t *testing.T) {
 // and idempotency keys past KeyTTL (unless a request holds one), keeps
 // the others readable, and marks an active upload its replica did not.
 func TestSweep(t *testing.T) {
+	t.Run("file", func(t *testing.T) { testSweep(t, token.NewFileStore(filepath.Join(t.TempDir(), "token.json"))) })
+	t.Run("vault", func(t *testing.T) { testSweep(t, devVaultStore(t)) })
+}
+
+func testSweep(t *testing.T, store Store) {
 	ctx := t.Context()
 	clock := testsupport.NewClock(time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC))
-	cs := &countingStore{Store: token.NewFileStore(filepath.Join(t.TempDir(), "token.json"))}
+	cs := &countingStore{Store: store}
 	w := New(Options{Store: cs, Now: clock.Now, Retention: 30 * 24 * time.Hour})
 	now := clock.Now()
 	for i := range 4 {
@@ -168,5 +187,40 @@ func TestSweepTakesTurns(t *testing.T) {
 	}
 	if _, ok := a.sweepDue(ctx, clock.Now()); ok {
 		t.Error("pod-a then: sweeps too")
+	}
+}
+
+// TestFinishedWatchForgotten: a watch that needs no more work loses its
+// marker and leaves the replica's memory; one whose record never came
+// keeps its marker while Start may still be writing the record.
+func TestFinishedWatchForgotten(t *testing.T) {
+	ctx := t.Context()
+	clock := testsupport.NewClock(time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC))
+	store := token.NewFileStore(filepath.Join(t.TempDir(), "token.json"))
+	w := New(Options{Store: store, Now: clock.Now})
+	seedUpload(t, w, "done", false, false, clock.Now())
+	if err := w.mark(ctx, "done", clock.Now()); err != nil { // its replica died before deleting it
+		t.Fatal(err)
+	}
+	if err := w.mark(ctx, "starting", clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.scan(ctx); err != nil || len(w.local) != 2 {
+		t.Fatalf("scan: %d watches, %v", len(w.local), err)
+	}
+	for _, id := range []string{"done", "starting"} {
+		w.local[uploadKey(id)].busy = true
+		w.step(ctx, uploadKey(id))
+	}
+	if len(w.local) != 0 {
+		t.Errorf("%d watches remembered after their steps", len(w.local))
+	}
+	if m, _ := store.ListKeys(ctx, markerPrefix, "", 0); len(m) != 1 || m[0] != markerKey(uploadKey("starting")) {
+		t.Errorf("markers %q, want the one of the upload being started", m)
+	}
+	clock.Advance(2 * time.Minute)
+	w.step(ctx, uploadKey("starting"))
+	if m, _ := store.ListKeys(ctx, markerPrefix, "", 0); len(m) != 0 {
+		t.Errorf("markers %q; a marker without its record past Hold must go", m)
 	}
 }
