@@ -51,10 +51,10 @@ type Options struct {
 	// each later one twice as long after the previous, at most PollMax
 	// (default 2 s and 60 s).
 	PollBase, PollMax time.Duration
-	// Scan is how often the store is listed for watches this replica does
-	// not know of: those other replicas started, to take over if their
-	// replica dies (default 30 s). A replica learns of its own at Start,
-	// and of every one at its first scan.
+	// Scan is how often the store is listed for active watches this
+	// replica does not know of: those other replicas started, to take over
+	// if their replica dies (default 30 s). A replica learns of its own at
+	// Start, and of every one at its first scan.
 	Scan time.Duration
 	// Grace is how long past its next due time a record's lease outlives
 	// a holder that died (default 30 s). Hold is the lease taken while
@@ -240,9 +240,10 @@ func (w *Watcher) wake() {
 
 // Run watches until ctx ends, then waits for the steps under way (a
 // webhook attempt under way is finished, webhook.Timeout at most; a poll
-// is cut short) and returns nil. It lists the store every Scan for
-// watches it does not know of and works on each watch when it is due, at
-// most Workers at a time.
+// is cut short) and returns nil. It lists the markers of active watches
+// every Scan for those it does not know of, works on each watch when it is
+// due, at most Workers at a time, and every Sweep, when it is this
+// replica's turn, runs Sweep.
 func (w *Watcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
