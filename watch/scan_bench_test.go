@@ -12,7 +12,8 @@ import (
 
 // BenchmarkScan: the store holds 10 000 finished uploads and 10 active
 // ones. "every-upload" is the scan as it was (list every upload record);
-// "active" the scan now (list the markers of the active watches).
+// "active" the scan now (list the markers of the active watches);
+// "hourly-sweep" what one replica does every hour instead.
 //
 //	go test -run '^$' -bench Scan -benchtime 20x ./watch
 func BenchmarkScan(b *testing.B) {
@@ -38,6 +39,13 @@ func benchScan(b *testing.B, s Store, finished, active int) {
 			keys, err := s.ListKeys(ctx, keyPrefix, "", 0)
 			if err != nil || len(keys) != finished+active {
 				b.Fatal(len(keys), err)
+			}
+		}
+	})
+	b.Run("hourly-sweep", func(b *testing.B) { // nothing past retention: lists and reads every record
+		for b.Loop() {
+			if err := w.Sweep(ctx); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})
