@@ -18,7 +18,9 @@ import (
 // FileStore keeps each record in its own JSON file, mode 0600, written
 // atomically (temp file, fsync, rename, fsync of the directory). Writes take
 // an exclusive lock (flock; LockFileEx on Windows) on a lock file beside it,
-// so several processes sharing the file compare-and-swap safely. A file
+// so several processes sharing the file compare-and-swap safely (records of
+// other kinds, which are deleted, share a few lock files per kind, see
+// lockName). A file
 // that does not decode is reported as ErrCorrupt and never overwritten.
 type FileStore struct {
 	path string // the default record; accounts live beside it
@@ -147,7 +149,7 @@ func (s *FileStore) CompareAndSwap(ctx context.Context, key string, version int6
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, fmt.Errorf("token store: create %s: %w", dir, err)
 	}
-	unlock, err := lockFile(name + ".lock")
+	unlock, err := lockFile(s.lockName(key, name))
 	if err != nil {
 		return 0, err
 	}

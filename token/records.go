@@ -6,8 +6,10 @@ import (
 )
 
 // Records of other packages live in the Store beside the grants, so that
-// every replica sees them: an upload's watch ("upload/<id>"), an
-// idempotency key ("idem/<account>/<hash>"). Their keys are "kind/name"
+// every replica sees them: an upload's watch ("upload/<id>", and
+// "watch/<id>" while it is active), an idempotency key
+// ("idem/<account>/<hash>"). They are deleted (Deleter) once past their
+// time. Their keys are "kind/name"
 // with a kind of lower-case letters, digits and '-'; account names never
 // contain '/', so no such key is an account's. Stores keep each kind apart
 // from the accounts, so listing accounts never reads them and listing a
@@ -40,4 +42,16 @@ type KeyLister interface {
 	// prefix and are greater than after, in ascending byte order. prefix
 	// must start with a kind and '/' ("upload/").
 	ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error)
+}
+
+// Deleter removes records of other kinds, so that what they keep does
+// not grow without end. Accounts and login ticket markers are never
+// deleted: Delete refuses any key SplitRecordKey does not split.
+type Deleter interface {
+	// Delete removes key's record if its version is still version, and
+	// returns ErrConflict if it is not (someone wrote it meanwhile). A
+	// record already gone (version 0 stored) is no error when version is
+	// 0 too; after Delete, Load returns version 0 and CompareAndSwap at 0
+	// creates the record afresh.
+	Delete(ctx context.Context, key string, version int64) error
 }

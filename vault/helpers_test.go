@@ -17,7 +17,7 @@ import (
 // sidecarPolicy is what the sidecar needs on KV v2 at secret/.
 const sidecarPolicy = `
 path "secret/data/*"     { capabilities = ["create", "read", "update"] }
-path "secret/metadata/*" { capabilities = ["read", "list"] }
+path "secret/metadata/*" { capabilities = ["read", "list", "delete"] }
 `
 
 // newLogger returns a debug logger into a buffer; at the end of the test the

@@ -87,6 +87,9 @@ func (s *Store) Load(ctx context.Context, key string) (token.Record, int64, erro
 	if sec.Data == nil {
 		return token.Record{}, v, nil
 	}
+	if tv, ok := tombstone(sec.Data, v, time.Now()); ok {
+		return token.Record{}, tv, nil // being deleted, see Delete
+	}
 	rec, err := decodeRecord(sec.Data)
 	if err != nil {
 		return token.Record{}, v, fmt.Errorf("vault: read %s/%s version %d: %w", s.c.mount, p, v, err)

@@ -55,8 +55,11 @@ type keyRecord struct {
 // hashed, so the store never holds what the client sent.
 func idemKey(account, key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return "idem/" + account + "/" + hex.EncodeToString(sum[:])
+	return idemPrefix + account + "/" + hex.EncodeToString(sum[:])
 }
+
+// idemPrefix starts every idempotency key's record key.
+const idemPrefix = "idem/"
 
 // Claim claims an Idempotency-Key for account: the first request with it
 // gets ClaimNew and a Key to finish; another request with the same key

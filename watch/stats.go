@@ -13,11 +13,14 @@ type Stats struct {
 	Delivered      int64
 	FailedAttempts int64
 	GivenUp        int64
+	// Swept counts the records deleted past their time (finished uploads
+	// past Retention, idempotency keys past KeyTTL).
+	Swept int64
 }
 
 type counters struct {
 	polls, pollErrors, completed, failed, ranOut atomic.Int64
-	delivered, failedAttempts, givenUp           atomic.Int64
+	delivered, failedAttempts, givenUp, swept    atomic.Int64
 }
 
 // Stats returns the counts so far.
@@ -26,6 +29,6 @@ func (w *Watcher) Stats() Stats {
 	return Stats{
 		Polls: c.polls.Load(), PollErrors: c.pollErrors.Load(), Completed: c.completed.Load(),
 		Failed: c.failed.Load(), RanOut: c.ranOut.Load(), Delivered: c.delivered.Load(),
-		FailedAttempts: c.failedAttempts.Load(), GivenUp: c.givenUp.Load(),
+		FailedAttempts: c.failedAttempts.Load(), GivenUp: c.givenUp.Load(), Swept: c.swept.Load(),
 	}
 }

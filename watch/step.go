@@ -34,17 +34,17 @@ func (w *Watcher) stepOnce(ctx context.Context, key string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	if ver == 0 || rec.Data == nil {
-		return time.Time{}, nil
+		return time.Time{}, w.unwatch(ctx, key, true)
 	}
 	var r record
 	if err := json.Unmarshal(rec.Data, &r); err != nil {
 		w.log.Error("watched upload record does not decode; left alone", "key", key, "err", err)
-		return time.Time{}, nil
+		return time.Time{}, w.unwatch(ctx, key, false)
 	}
 	now := w.o.Now()
 	due, ok := r.due()
 	if !ok {
-		return time.Time{}, nil // final and delivered
+		return time.Time{}, w.unwatch(ctx, key, false) // final and delivered
 	}
 	if l := rec.Lease; l != nil && l.Holder != w.o.Holder && now.Before(l.Until) {
 		return l.Until, errNotMine
@@ -92,7 +92,7 @@ func (w *Watcher) stepOnce(ctx context.Context, key string) (time.Time, error) {
 		return now, err // the next step polls again; messages sent may be sent again
 	}
 	if !ok {
-		return time.Time{}, nil
+		return time.Time{}, w.unwatch(wctx, key, false)
 	}
 	return due, nil
 }

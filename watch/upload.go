@@ -10,7 +10,11 @@
 // another replica, or the same one restarted, carries on. The record holds
 // the upload as GET /-/uploads/{id} shows it and the ordered queue of
 // webhook messages not yet delivered; only the head of the queue is
-// attempted, so the events of one upload arrive in order.
+// attempted, so the events of one upload arrive in order. While the
+// upload needs work, a marker ("watch/<id>") says so; replicas list the
+// markers only, so the work of watching does not grow with past uploads.
+// A finished upload's record stays for Get until Options.Retention has
+// passed, and a sweep on one replica deletes it then (see Sweep).
 //
 // The package also keeps Idempotency-Key records ("idem/<account>/<hash>"),
 // see Claim.

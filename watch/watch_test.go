@@ -67,6 +67,14 @@ func TestWatchToCompleteWithSession(t *testing.T) {
 	if st := w.Stats(); st != (watch.Stats{Polls: 2, Completed: 1, Delivered: 2}) {
 		t.Errorf("Stats = %+v", st)
 	}
+	// Finished: the scan no longer lists it, and Get still reads it.
+	testsupport.WaitFor(t, 10*time.Second, "the watch's marker deleted", func() bool {
+		k, err := e.store.ListKeys(t.Context(), "watch/", "", 0)
+		return err == nil && len(k) == 0
+	})
+	if u := e.get(w.Watcher, up.ID); u.State != watch.StateComplete {
+		t.Errorf("Get after the watch ended: %+v", u)
+	}
 }
 
 func TestWebhookRetriedInOrderWithSameID(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 type Store interface {
 	token.Store
 	token.KeyLister
+	token.Deleter
 }
 
 // Panopto is what a watch asks Panopto, as the upload's account.
@@ -49,10 +51,10 @@ type Options struct {
 	// each later one twice as long after the previous, at most PollMax
 	// (default 2 s and 60 s).
 	PollBase, PollMax time.Duration
-	// Scan is how often the store is listed for watches this replica does
-	// not know of: those other replicas started, to take over if their
-	// replica dies (default 30 s). A replica learns of its own at Start,
-	// and of every one at its first scan.
+	// Scan is how often the store is listed for active watches this
+	// replica does not know of: those other replicas started, to take over
+	// if their replica dies (default 30 s). A replica learns of its own at
+	// Start, and of every one at its first scan.
 	Scan time.Duration
 	// Grace is how long past its next due time a record's lease outlives
 	// a holder that died (default 30 s). Hold is the lease taken while
@@ -69,6 +71,12 @@ type Options struct {
 	// KeyLease the lease a claim holds and renews while its request runs
 	// (default 30 s; renewed every third of it).
 	KeyTTL, KeyLease time.Duration
+	// Retention is how long a finished upload (final, or its watch ran
+	// out, and every webhook delivered or given up) stays readable by Get
+	// (uploads.retention; default 30 days). Every Sweep (default 1h), one
+	// replica deletes the uploads finished longer ago and the
+	// idempotency keys older than KeyTTL.
+	Retention, Sweep time.Duration
 	Now              func() time.Time
 	Log              *slog.Logger
 }
@@ -88,6 +96,8 @@ func (o *Options) defaults() {
 	def(&o.GiveUpAfter, webhook.GiveUpAfter)
 	def(&o.KeyTTL, 24*time.Hour)
 	def(&o.KeyLease, 30*time.Second)
+	def(&o.Retention, 30*24*time.Hour)
+	def(&o.Sweep, time.Hour)
 	if o.Workers <= 0 {
 		o.Workers = 8
 	}
@@ -123,7 +133,6 @@ type senderBox struct{ s Sender }
 // entry is what a replica remembers of a watch between steps.
 type entry struct {
 	due  time.Time // when to look at it next
-	done bool      // final and delivered: never looked at again
 	busy bool      // a worker has it
 }
 
@@ -175,6 +184,12 @@ func (w *Watcher) Start(ctx context.Context, u Upload) error {
 	if err != nil {
 		return fmt.Errorf("watch: encode upload %s: %w", u.ID, err)
 	}
+	// The watch's marker first: a replica that dies before the record
+	// is written leaves a marker without a record, which a step removes;
+	// a record without a marker would never be scanned.
+	if err := w.mark(ctx, u.ID, now); err != nil {
+		return fmt.Errorf("watch: start upload %s: %w", u.ID, err)
+	}
 	key := uploadKey(u.ID)
 	lease := &token.Lease{Holder: w.o.Holder, Until: r.NextPoll.Add(w.o.Grace)}
 	if _, err := w.o.Store.CompareAndSwap(ctx, key, 0, token.Record{Data: data, Lease: lease}); err != nil {
@@ -211,7 +226,7 @@ func (w *Watcher) schedule(key string, due time.Time) {
 		e = &entry{}
 		w.local[key] = e
 	}
-	e.due, e.done = due, false
+	e.due = due
 	w.mu.Unlock()
 	w.wake()
 }
@@ -225,16 +240,18 @@ func (w *Watcher) wake() {
 
 // Run watches until ctx ends, then waits for the steps under way (a
 // webhook attempt under way is finished, webhook.Timeout at most; a poll
-// is cut short) and returns nil. It lists the store every Scan for
-// watches it does not know of and works on each watch when it is due, at
-// most Workers at a time.
+// is cut short) and returns nil. It lists the markers of active watches
+// every Scan for those it does not know of, works on each watch when it is
+// due, at most Workers at a time, and every Sweep, when it is this
+// replica's turn, runs Sweep.
 func (w *Watcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, w.o.Workers)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var nextScan time.Time
+	var nextScan, nextSweep time.Time
+	var sweeping atomic.Bool
 	for {
 		now := w.o.Now()
 		if !now.Before(nextScan) {
@@ -243,7 +260,23 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			nextScan = now.Add(w.o.Scan)
 		}
+		if !now.Before(nextSweep) && !sweeping.Load() {
+			var sweep bool
+			nextSweep, sweep = w.sweepDue(ctx, now)
+			if sweep {
+				sweeping.Store(true)
+				wg.Go(func() {
+					defer sweeping.Store(false)
+					if err := w.Sweep(ctx); err != nil && ctx.Err() == nil {
+						w.log.Warn("deleting finished uploads failed", "err", err)
+					}
+				})
+			}
+		}
 		wake := nextScan
+		if nextSweep.Before(wake) {
+			wake = nextSweep
+		}
 		for _, key := range w.takeDue(now, &wake) {
 			select {
 			case slots <- struct{}{}:
@@ -267,16 +300,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // scan adds the watches in the store this replica does not know of, due
-// now; a step finds out whether they need work.
+// now; a step finds out whether they need work. It lists the markers of
+// active watches only, so its cost does not grow with finished uploads.
 func (w *Watcher) scan(ctx context.Context) error {
-	keys, err := w.o.Store.ListKeys(ctx, keyPrefix, "", 0)
+	markers, err := w.o.Store.ListKeys(ctx, markerPrefix, "", 0)
 	if err != nil {
 		return err
 	}
 	now := w.o.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, k := range keys {
+	for _, m := range markers {
+		k := keyPrefix + strings.TrimPrefix(m, markerPrefix)
 		if w.local[k] == nil {
 			w.local[k] = &entry{due: now}
 		}
@@ -292,7 +327,7 @@ func (w *Watcher) takeDue(now time.Time, wake *time.Time) []string {
 	var keys []string
 	for k, e := range w.local {
 		switch {
-		case e.done || e.busy:
+		case e.busy:
 		case !e.due.After(now):
 			e.busy = true
 			keys = append(keys, k)
@@ -303,7 +338,8 @@ func (w *Watcher) takeDue(now time.Time, wake *time.Time) []string {
 	return keys
 }
 
-// release ends a step on key: due at the given time, or never when zero.
+// release ends a step on key: due at the given time, or never when zero
+// (then it is forgotten, so memory does not grow with finished uploads).
 func (w *Watcher) release(key string, due time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -311,8 +347,12 @@ func (w *Watcher) release(key string, due time.Time) {
 	if e == nil {
 		return
 	}
+	if due.IsZero() {
+		delete(w.local, key)
+		return
+	}
 	e.busy = false
-	e.due, e.done = due, due.IsZero()
+	e.due = due
 }
 
 // errNotMine: another replica holds the record or wrote it first.

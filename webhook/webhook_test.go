@@ -224,3 +224,21 @@ func TestRetrySchedule(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSecret(t *testing.T) {
+	for s, ok := range map[string]bool{
+		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw": true,
+		"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":       false, // the library takes it, the format does not
+		"whsec_":                                 false,
+		"whsec_not base64!":                      false,
+		"":                                       false,
+	} {
+		err := webhook.CheckSecret(s)
+		if (err == nil) != ok {
+			t.Errorf("CheckSecret(%q) = %v", s, err)
+		}
+		if err != nil && len(s) > 6 && strings.Contains(err.Error(), s[6:]) {
+			t.Errorf("CheckSecret's error shows the secret: %v", err)
+		}
+	}
+}

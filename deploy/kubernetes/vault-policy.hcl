@@ -16,3 +16,8 @@ path "secret/data/panopto/token*" {
 path "secret/metadata/panopto/token*" {
   capabilities = ["read", "list"] # list: accounts.keep_alive and GET /-/accounts?state=disconnected walk the accounts
 }
+# Records of uploads and idempotency keys: deleted once past their
+# retention (a more specific path wins, so read and list are repeated).
+path "secret/metadata/panopto/token/records/*" {
+  capabilities = ["read", "list", "delete"]
+}

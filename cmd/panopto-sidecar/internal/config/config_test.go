@@ -135,7 +135,7 @@ func TestDefaults(t *testing.T) {
 		Credentials: Credentials{
 			Source: "env", Path: "panopto/client",
 			IDKey: "client_id", SecretKey: "client_secret",
-			UsernameKey: "username", PasswordKey: "password", AppKeyKey: "app_key",
+			UsernameKey: "username", PasswordKey: "password", AppKeyKey: "app_key", WebhookSecretKey: "webhook_secret",
 			PollInterval: Duration(30 * time.Second),
 		},
 		TokenStore: TokenStore{Type: "file", Path: "panopto-token.json"},
@@ -156,7 +156,8 @@ func TestDefaults(t *testing.T) {
 		Accounts: Accounts{Mode: "off", Header: "X-Panopto-User", MaxCache: 1000, IdleEvict: Duration(time.Hour), KeepAliveRate: 2,
 			TicketTTL: Duration(10 * time.Minute), IdentityTemplate: "{account}"},
 		Inbound: Inbound{SharedSecretHeader: "X-Sidecar-Auth"},
-		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute)},
+		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute),
+			WatchFor: Duration(24 * time.Hour), Retention: Duration(30 * 24 * time.Hour)},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
 			Idle:            Duration(120 * time.Second),

@@ -134,7 +134,8 @@ func parse(data []byte, getenv func(string) string) (*Config, map[string]int, []
 	// A key that failed to decode kept its default, so validating the rest
 	// adds no noise and reports every problem in one go.
 	c.fill(getenv)
-	return &c, d.lines, append(d.errs(), c.validate(d.lines)...)
+	errs := append(d.errs(), c.validate(d.lines)...)
+	return &c, d.lines, append(errs, c.validateWebhook(d.lines, getenv)...)
 }
 
 // sortByLine orders problems as they appear in the file; those about keys
@@ -169,7 +170,8 @@ func defaults() Config {
 		RetryBodyLimit: 1 << 20,
 		PublicMaxConns: 1024,
 		Accounts:       Accounts{MaxCache: 1000, IdleEvict: Duration(time.Hour), TicketTTL: Duration(10 * time.Minute), KeepAliveRate: 2},
-		Uploads:        Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute)},
+		Uploads: Uploads{PartSize: 16 << 20, Concurrency: 2, MemoryLimit: 256 << 20, QueueTimeout: Duration(15 * time.Minute),
+			WatchFor: Duration(24 * time.Hour), Retention: Duration(30 * 24 * time.Hour)},
 		Timeouts: Timeouts{
 			ReadHeader:      Duration(10 * time.Second),
 			Idle:            Duration(120 * time.Second),
@@ -230,6 +232,7 @@ func (c *Config) fill(getenv func(string) string) {
 	def(&cr.UsernameKey, "username")
 	def(&cr.PasswordKey, "password")
 	def(&cr.AppKeyKey, "app_key")
+	def(&cr.WebhookSecretKey, "webhook_secret")
 
 	def(&c.TokenStore.Type, TokenStoreFile)
 	switch c.TokenStore.Type {

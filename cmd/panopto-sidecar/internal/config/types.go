@@ -78,6 +78,11 @@ type Credentials struct {
 	PasswordKey  string            `yaml:"password_key"`  // password grant, default password
 	AppKeyKey    string            `yaml:"app_key_key"`   // accounts.mode idp, default app_key
 	PollInterval Duration          `yaml:"poll_interval"` // vault: how often to check for a new version, default 30s
+
+	// WebhookSecretKey: with uploads.webhook_url and source vault, the key
+	// of the webhook signing secret (default webhook_secret); with source
+	// env the secret is $PANOPTO_SIDECAR_WEBHOOK_SECRET.
+	WebhookSecretKey string `yaml:"webhook_secret_key"`
 }
 
 type TokenStore struct {
@@ -165,4 +170,12 @@ type Uploads struct {
 	Concurrency  int      `yaml:"concurrency"`   // default 2
 	MemoryLimit  ByteSize `yaml:"memory_limit"`  // default 256MiB, at least 2 * part_size
 	QueueTimeout Duration `yaml:"queue_timeout"` // default 15m
+
+	// After Panopto accepted an upload it is watched to a final state for
+	// at most WatchFor (default 24h); a finished upload stays readable by
+	// GET /-/uploads/{id} for Retention (default 720h), then is deleted.
+	// WebhookURL ("": no webhooks) receives the signed events.
+	WatchFor   Duration `yaml:"watch_for"`
+	Retention  Duration `yaml:"retention"`
+	WebhookURL string   `yaml:"webhook_url"`
 }

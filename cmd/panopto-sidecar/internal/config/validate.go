@@ -132,6 +132,8 @@ func (c *Config) validate(lines map[string]int) []error {
 		v.problemf("uploads.memory_limit", "must be at least 2 * uploads.part_size (%s) so two uploads can progress at once; got %s", 2*c.Uploads.PartSize, c.Uploads.MemoryLimit)
 	}
 	v.positive("uploads.queue_timeout", c.Uploads.QueueTimeout)
+	v.positive("uploads.watch_for", c.Uploads.WatchFor)
+	v.positive("uploads.retention", c.Uploads.Retention)
 	return v.errs
 }
 
