@@ -1,6 +1,11 @@
-// Package oauth owns the Panopto token lifecycle: the authorization-code flow
-// (state, PKCE, nonce), the refresher (single flight, refresh ahead of expiry,
-// cross-replica lease), and the Store interface with its file implementation.
+// Package token owns the Panopto token domain: a Grant and the Store that
+// keeps it across restarts and replicas (FileStore here, Vault in package
+// vault), the Manager that keeps one account's bearer current (refresh ahead
+// of expiry, once per replica set, by a lease and compare-and-swap in the
+// store), the Pool of every account's manager, the keep-alive of idle
+// grants, and Secret, the redacting type every secret travels in. It knows
+// nothing of HTTP serving: the browser login is package login, the
+// endpoints package proxy.
 package token
 
 import (
