@@ -3,12 +3,9 @@ package token
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -22,35 +19,10 @@ func (s *FileStore) ListKeys(ctx context.Context, prefix, after string, limit in
 	if !ok {
 		return nil, fmt.Errorf("token store: list keys: %q does not start with a record kind", prefix)
 	}
-	ext := filepath.Ext(s.path)
-	base := strings.TrimSuffix(s.path, ext)
-	dir, fileKind := filepath.Dir(base), filepath.Base(base)+"."+kind+"-"
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("token store: list %s: %w", dir, err)
-	}
-	var keys []string
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(n, fileKind) || !strings.HasSuffix(n, ext) {
-			continue
-		}
-		key, ok := s.keyOf(filepath.Join(dir, n))
-		if ok && strings.HasPrefix(key, prefix) && key > after {
-			keys = append(keys, key)
-		}
-	}
-	slices.Sort(keys)
-	if limit > 0 && len(keys) > limit {
-		keys = keys[:limit]
-	}
-	return keys, nil
+	return s.listFiles(ctx, "."+kind+"-", limit, func(f string) (string, bool) {
+		key, ok := s.keyOf(f)
+		return key, ok && strings.HasPrefix(key, prefix) && key > after
+	})
 }
 
 // keyOf names the key whose record is in file f, if the file is that key's.

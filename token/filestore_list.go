@@ -20,9 +20,19 @@ var _ Lister = (*FileStore)(nil)
 // an account that hashes to its file name, and otherwise once it is written
 // again.
 func (s *FileStore) List(ctx context.Context, after string, limit int) ([]string, error) {
+	return s.listFiles(ctx, ".account-", limit, func(f string) (string, bool) {
+		name, ok := s.accountOf(f)
+		return name, ok && name > after && ValidAccount(name)
+	})
+}
+
+// listFiles names, in order and at most limit (0: all), what keep makes of
+// each record file beside the default one whose name continues the base
+// with infix (".account-", ".upload-"), lock files left out.
+func (s *FileStore) listFiles(ctx context.Context, infix string, limit int, keep func(file string) (string, bool)) ([]string, error) {
 	ext := filepath.Ext(s.path)
 	base := strings.TrimSuffix(s.path, ext)
-	dir, prefix := filepath.Dir(base), filepath.Base(base)+".account-"
+	dir, prefix := filepath.Dir(base), filepath.Base(base)+infix
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -39,16 +49,20 @@ func (s *FileStore) List(ctx context.Context, after string, limit int) ([]string
 		if !e.Type().IsRegular() || !strings.HasPrefix(n, prefix) || !strings.HasSuffix(n, ext) || strings.HasSuffix(n, ".lock") {
 			continue
 		}
-		name, ok := s.accountOf(filepath.Join(dir, n))
-		if ok && name > after && ValidAccount(name) {
+		if name, ok := keep(filepath.Join(dir, n)); ok {
 			names = append(names, name)
 		}
 	}
+	return firstSorted(names, limit), nil
+}
+
+// firstSorted sorts names and keeps the first limit of them (0: all).
+func firstSorted(names []string, limit int) []string {
 	slices.Sort(names)
 	if limit > 0 && len(names) > limit {
 		names = names[:limit]
 	}
-	return names, nil
+	return names
 }
 
 // accountOf names the account whose record is in file f.

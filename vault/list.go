@@ -17,45 +17,15 @@ var _ token.Lister = (*Store)(nil)
 // (its metadata path). Keys that do not unescape to an account name, such
 // as login ticket markers ("login-ticket=2Falice"), are left out.
 func (s *Store) List(ctx context.Context, after string, limit int) ([]string, error) {
-	p := s.path + "/accounts"
-	var sec *api.Secret
-	err := s.c.do(ctx, func(ctx context.Context, a *api.Client) error {
-		var err error
-		sec, err = a.Logical().ListWithContext(ctx, s.c.mount+"/metadata/"+p)
-		return err
+	return s.listFolder(ctx, s.path+"/accounts", limit, func(name string) (string, bool) {
+		return name, name > after && token.ValidAccount(name)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("vault: list %s/%s: %w", s.c.mount, p, err)
-	}
-	if sec == nil || sec.Data == nil {
-		return nil, nil // nothing stored yet
-	}
-	keys, _ := sec.Data["keys"].([]any)
-	var names []string
-	for _, k := range keys {
-		ks, _ := k.(string)
-		name, ok := UnescapeKey(ks)
-		if ok && name > after && token.ValidAccount(name) {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	if limit > 0 && len(names) > limit {
-		names = names[:limit]
-	}
-	return names, nil
 }
 
-var _ token.KeyLister = (*Store)(nil)
-
-// ListKeys implements token.KeyLister with one KV v2 LIST of the kind's
-// folder (path/records/kind), which holds no accounts.
-func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error) {
-	kind, _, ok := token.SplitRecordKey(prefix)
-	if !ok {
-		return nil, fmt.Errorf("vault: list keys: %q does not start with a record kind", prefix)
-	}
-	p := s.path + "/records/" + kind
+// listFolder makes one KV v2 LIST of the folder p (its metadata path) and
+// returns, in order and at most limit (0: all), what keep makes of each
+// unescaped key name; names EscapeKey cannot have made are left out.
+func (s *Store) listFolder(ctx context.Context, p string, limit int, keep func(name string) (string, bool)) ([]string, error) {
 	var sec *api.Secret
 	err := s.c.do(ctx, func(ctx context.Context, a *api.Client) error {
 		var err error
@@ -69,20 +39,35 @@ func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) (
 		return nil, nil // nothing stored yet
 	}
 	raw, _ := sec.Data["keys"].([]any)
-	var keys []string
+	var out []string
 	for _, k := range raw {
 		ks, _ := k.(string)
-		name, ok := UnescapeKey(ks)
-		key := kind + "/" + name
-		if ok && strings.HasPrefix(key, prefix) && key > after {
-			keys = append(keys, key)
+		if name, ok := UnescapeKey(ks); ok {
+			if v, ok := keep(name); ok {
+				out = append(out, v)
+			}
 		}
 	}
-	slices.Sort(keys)
-	if limit > 0 && len(keys) > limit {
-		keys = keys[:limit]
+	slices.Sort(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
-	return keys, nil
+	return out, nil
+}
+
+var _ token.KeyLister = (*Store)(nil)
+
+// ListKeys implements token.KeyLister with one KV v2 LIST of the kind's
+// folder (path/records/kind), which holds no accounts.
+func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	kind, _, ok := token.SplitRecordKey(prefix)
+	if !ok {
+		return nil, fmt.Errorf("vault: list keys: %q does not start with a record kind", prefix)
+	}
+	return s.listFolder(ctx, s.path+"/records/"+kind, limit, func(name string) (string, bool) {
+		key := kind + "/" + name
+		return key, strings.HasPrefix(key, prefix) && key > after
+	})
 }
 
 // UnescapeKey reverses EscapeKey; ok is false for a segment EscapeKey
