@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -198,5 +199,61 @@ func TestWatchWebhookSecretRotation(t *testing.T) {
 		if strings.EqualFold(a.Data.ID, two) && a.SignedBy != hookSecretB {
 			t.Errorf("after the rotation, %s (%s) verified with %q, want only secret B", a.Type, a.ID, a.SignedBy)
 		}
+	}
+}
+
+// TestWatchAccounts: with per-account tokens, an Idempotency-Key is the
+// account's own (the same key from another account is another upload),
+// GET /-/uploads/{id} of another account's upload is 404 as if it did not
+// exist, and an upload the sidecar does not watch (a sessionUpload made
+// through the proxy) is read from Panopto as before.
+func TestWatchAccounts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addr := holdAddr(t)
+	const appKey = "3f0e6d1c-app-key-for-unilms"
+	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"},
+		IdentityProviders: map[string]string{"unilms": appKey}})
+	cfg := watchConfig(pan.URL, dir, "") + "accounts: {mode: idp, provider: unilms}\n"
+	sc := startWatchSidecar(t, dir, addr, cfg, map[string]string{"PANOPTO_APP_KEY": appKey}, fastWatch)
+
+	const key = "same-key-two-accounts"
+	alice := uploadOK(t, sc.URL, uploadReq{name: "a.mp4", key: key, account: "alice"})
+	bob := uploadOK(t, sc.URL, uploadReq{name: "b.mp4", key: key, account: "bob"})
+	if strings.EqualFold(alice, bob) {
+		t.Fatalf("one key from two accounts made one upload %s", alice)
+	}
+	get := func(id, account string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodGet, sc.URL+"/-/uploads/"+id, nil)
+		req.Header.Set("X-Panopto-User", account)
+		resp, err := shortClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, out := get(alice, "alice"); code != 200 || out["account"] != "alice" || out["name"] != "a.mp4" {
+		t.Errorf("alice reads her upload: %d %v", code, out)
+	}
+	if code, out := get(alice, "bob"); code != 404 || out["id"] != nil || out["name"] != nil {
+		t.Errorf("bob reads alice's upload: %d %v, want 404 naming nothing", code, out)
+	}
+	// A sessionUpload made through the proxy: no watch; Panopto answers.
+	req, _ := http.NewRequest(http.MethodPost, sc.URL+"/Panopto/PublicAPI/REST/sessionUpload",
+		strings.NewReader(`{"FolderId":"`+panoptofake.FolderCOS10009+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Panopto-User", "alice")
+	resp, err := shortClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var su struct{ ID string }
+	_ = json.NewDecoder(resp.Body).Decode(&su)
+	resp.Body.Close()
+	if code, out := get(su.ID, "alice"); code != 200 || !strings.EqualFold(fmt.Sprint(out["id"]), su.ID) || out["session_id"] == nil || out["account"] != nil {
+		t.Errorf("an unwatched upload: %d %v, want Panopto's state", code, out)
 	}
 }
