@@ -106,9 +106,8 @@ func TestWatchReplicaDies(t *testing.T) {
 	killed := time.Now()
 	hook.wait(t, id, webhook.TypeCompleted, 90*time.Second)
 	t.Logf("upload.completed %v after replica A was killed", time.Since(killed).Round(100*time.Millisecond))
-	logs, _ := os.ReadFile(b.logs)
-	if !strings.Contains(string(logs), "took over upload watch") {
-		t.Errorf("replica B's log does not say it took the watch over")
+	if m := fetch(t, b.URL+"/metrics"); !strings.Contains(m, "panopto_sidecar_upload_watch_completed_total 1") {
+		t.Errorf("replica B did not see the upload complete: its metrics say\n%s", m)
 	}
 	var up watch.Upload
 	if code := getJSON(t, b.URL+"/-/uploads/"+id, &up); code != 200 || up.State != watch.StateComplete || up.Session == nil {
