@@ -408,6 +408,7 @@ func (s *sidecar) statusExtras() map[string]any {
 		"replica":     s.holder,
 		"accounts":    s.accounts.Status(),
 		"version":     currentVersion().Version,
+		"uploads":     s.watchStatus(cfg),
 	}
 	cs := map[string]any{"source": cfg.Credentials.Source}
 	if c, err := s.creds.Credentials(context.Background()); err == nil {

@@ -154,3 +154,15 @@ func registerWatchMetrics(reg prometheus.Registerer, w *watch.Watcher) {
 			func() float64 { return float64(c.get(w.Stats())) }))
 	}
 }
+
+// watchStatus is the uploads part of /-/status: the watch's counts since
+// the start and whether webhooks are on (the URL is left out).
+func (s *sidecar) watchStatus(cfg *config.Config) map[string]any {
+	st := s.watcher.Stats()
+	return map[string]any{
+		"webhooks": cfg.Uploads.WebhookURL != "",
+		"polls":    st.Polls, "poll_errors": st.PollErrors,
+		"completed": st.Completed, "failed": st.Failed, "ran_out": st.RanOut,
+		"webhooks_delivered": st.Delivered, "webhook_attempts_failed": st.FailedAttempts, "webhooks_given_up": st.GivenUp,
+	}
+}

@@ -150,6 +150,12 @@ func TestWatchWebhooks(t *testing.T) {
 	if code := getJSON(t, sc.URL+"/-/uploads/"+strings.ToUpper(good), &up); code != 200 || up.Session == nil || up.Session.ID != done.Data.Session.ID {
 		t.Errorf("GET /-/uploads/{id}: %d %+v", code, up)
 	}
+	var status struct {
+		Uploads map[string]any `json:"uploads"`
+	}
+	if getJSON(t, sc.URL+"/-/status", &status); status.Uploads["completed"] != float64(1) || status.Uploads["webhooks"] != true {
+		t.Errorf("/-/status uploads: %v", status.Uploads)
+	}
 	metrics := fetch(t, sc.URL+"/metrics")
 	for _, m := range []string{"panopto_sidecar_webhooks_delivered_total 3", "panopto_sidecar_webhook_attempts_failed_total 2",
 		"panopto_sidecar_upload_watch_completed_total 1", "panopto_sidecar_upload_watch_failed_total 1"} {
