@@ -263,3 +263,33 @@ func TestWatchAccounts(t *testing.T) {
 		t.Errorf("an unwatched upload: %d %v, want Panopto's state", code, out)
 	}
 }
+
+// TestWatchWebhookReload: uploads.webhook_url applies on reload: set in
+// config.yaml while the sidecar runs, the next upload's events reach it.
+func TestWatchWebhookReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addr := holdAddr(t)
+	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}})
+	hook := newHookReceiver(t, nil, hookSecretA)
+	env := map[string]string{webhook.SecretEnv: hookSecretA}
+	sc := startWatchSidecar(t, dir, addr, watchConfig(pan.URL, dir, ""), env, fastWatch)
+	logIn(t, sc.URL)
+
+	before := uploadOK(t, sc.URL, uploadReq{name: "before.mp4"})
+	testsupport.WaitFor(t, 10*time.Second, "first upload complete", func() bool {
+		var up watch.Upload
+		return getJSON(t, sc.URL+"/-/uploads/"+before, &up) == 200 && up.State == watch.StateComplete
+	})
+	cfg := strings.ReplaceAll(strings.ReplaceAll(watchConfig(pan.URL, dir, hook.URL), "{{LISTEN}}", addr), "{{URL}}", "http://"+addr)
+	writeFile(t, sc.Config, cfg)
+	testsupport.WaitFor(t, 10*time.Second, "config reloaded", func() bool {
+		var st struct{ Config struct{ Generation int } }
+		return getJSON(t, sc.URL+"/-/status", &st) == 200 && st.Config.Generation == 2
+	})
+	after := uploadOK(t, sc.URL, uploadReq{name: "after.mp4"})
+	hook.wait(t, after, webhook.TypeCompleted, 20*time.Second)
+	if d := hook.delivered(before); len(d) != 0 {
+		t.Errorf("events of the upload finished before webhooks were on: %+v", d)
+	}
+}
