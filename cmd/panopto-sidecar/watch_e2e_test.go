@@ -102,12 +102,18 @@ func TestWatchWebhooks(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	addr := holdAddr(t)
-	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, ProcessingDelay: 200 * time.Millisecond})
+	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, ProcessingDelay: 100 * time.Millisecond})
 	const codecMsg = "Unsupported codec: the video track could not be decoded"
 	pan.FailProcessing("broken.mp4", codecMsg)
 	hook := newHookReceiver(t, map[string]int{webhook.TypeProcessing: 2}, hookSecretA)
 	sc := startWatchSidecar(t, dir, addr, watchConfig(pan.URL, dir, hook.URL+"/api/panopto/hooks"),
-		map[string]string{webhook.SecretEnv: hookSecretA}, fastWatch)
+		map[string]string{webhook.SecretEnv: hookSecretA}, func(o *watch.Options) {
+			fastWatch(o)
+			// Retries 400 ms apart: Panopto reaches Complete (about
+			// 350 ms in) while upload.processing is still failing, so
+			// upload.completed waits behind it.
+			o.Retry = func(int) time.Duration { return 400 * time.Millisecond }
+		})
 	logIn(t, sc.URL)
 
 	good := uploadOK(t, sc.URL, uploadReq{name: "good.mp4", metadata: `{"task_id":123,"unit":"SIT305"}`})
