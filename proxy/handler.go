@@ -94,6 +94,9 @@ type Deps struct {
 	// Disconnected lists the accounts that must connect again (GET
 	// /-/accounts?state=disconnected); nil when the store cannot list.
 	Disconnected func(ctx context.Context, after string, limit int) (names []string, next string, err error)
+	// Watcher follows uploads and keeps their Idempotency-Keys; nil: no
+	// watching (keys are checked and ignored).
+	Watcher Watcher
 }
 
 // Handler serves every endpoint of the sidecar's listener.

@@ -58,7 +58,8 @@ func (h *Handler) uploader(o *Options) *upload.Uploader {
 }
 
 // uploadCreate serves POST /-/uploads: one video in one request, as the
-// account named by the accounts header.
+// account named by the accounts header. The Idempotency-Key and the
+// metadata are checked before anything is sent to Panopto (uploadwatch.go).
 func (h *Handler) uploadCreate(w http.ResponseWriter, r *http.Request, o *Options) {
 	h.observeUpload(w, func(w http.ResponseWriter) {
 		p, perr := upload.ParseParams(r)
@@ -66,20 +67,31 @@ func (h *Handler) uploadCreate(w http.ResponseWriter, r *http.Request, o *Option
 			upload.WriteError(w, perr)
 			return
 		}
+		in, bad := parseUploadInput(r)
+		if bad != "" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": bad})
+			return
+		}
 		if m, u := h.uploadAs(w, r, o); m != nil {
 			p.Account = o.account(r)
-			u.ServeCreate(w, r, m, p)
+			h.createWatched(w, r, m, u, p, in)
 		}
 	})
 }
 
-// uploadStatus serves GET /-/uploads/{id}: the upload's state at Panopto,
-// read as the account named by the accounts header.
+// uploadStatus serves GET /-/uploads/{id}: the watched upload as its
+// record holds it, for the account that uploaded it; an upload with no
+// record (made before uploads were watched, or deleted after
+// uploads.retention) is read from Panopto as the account named by the
+// accounts header, as it was before.
 func (h *Handler) uploadStatus(w http.ResponseWriter, r *http.Request, o *Options) {
 	h.observeUpload(w, func(w http.ResponseWriter) {
 		id := r.PathValue("id")
 		if !upload.IsGUID(id) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "detail": "the upload id must be a GUID"})
+			return
+		}
+		if h.serveWatched(w, r, o, id) {
 			return
 		}
 		if m, u := h.uploadAs(w, r, o); m != nil {

@@ -97,6 +97,11 @@ func (s *SwappableCredentials) Credentials(ctx context.Context) (ClientCredentia
 	return s.src.Load().Credentials(ctx)
 }
 
+// Source returns the source in force.
+func (s *SwappableCredentials) Source() CredentialSource {
+	return s.src.Load().CredentialSource
+}
+
 // Reread implements Rereader: the source in force re-reads, if it can.
 func (s *SwappableCredentials) Reread(ctx context.Context) error {
 	if rr, ok := s.src.Load().CredentialSource.(Rereader); ok {

@@ -22,6 +22,7 @@ const (
 	DefaultUsernameKey  = "username"
 	DefaultPasswordKey  = "password"
 	DefaultAppKeyKey    = "app_key"
+	DefaultWebhookKey   = "webhook_secret"
 	DefaultPollInterval = 30 * time.Second
 )
 
@@ -34,6 +35,10 @@ type CredentialsOptions struct {
 	PasswordKey  string // optional key, default password
 	AppKeyKey    string // optional key, default app_key
 	PollInterval time.Duration
+
+	// WebhookSecretKey is the optional key of the webhook signing secret
+	// (default webhook_secret), handed out by WebhookSecret only.
+	WebhookSecretKey string
 }
 
 // CredentialsStatus describes the held credentials. It holds no secret.
@@ -61,6 +66,7 @@ type Credentials struct {
 
 type heldCredentials struct {
 	creds   token.ClientCredentials
+	webhook token.Secret // "" when the secret has no webhook key
 	version int
 	readAt  time.Time
 }
@@ -79,6 +85,7 @@ func NewCredentials(c *Client, o CredentialsOptions, logger *slog.Logger) *Crede
 	o.UsernameKey = orKey(o.UsernameKey, DefaultUsernameKey)
 	o.PasswordKey = orKey(o.PasswordKey, DefaultPasswordKey)
 	o.AppKeyKey = orKey(o.AppKeyKey, DefaultAppKeyKey)
+	o.WebhookSecretKey = orKey(o.WebhookSecretKey, DefaultWebhookKey)
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
 	}
@@ -275,7 +282,10 @@ func (c *Credentials) decode(sec *api.KVSecret) (*heldCredentials, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &heldCredentials{creds: cc, version: version, readAt: time.Now()}, nil
+	// The webhook secret is optional and never fails the client
+	// credentials: a missing or malformed one fails WebhookSecret only.
+	wh, _ := sec.Data[c.o.WebhookSecretKey].(string)
+	return &heldCredentials{creds: cc, webhook: token.Secret(wh), version: version, readAt: time.Now()}, nil
 }
 
 func (c *Credentials) fail(err error) error {
@@ -283,4 +293,21 @@ func (c *Credentials) fail(err error) error {
 	c.lastErr = err.Error()
 	c.stMu.Unlock()
 	return err
+}
+
+// WebhookSecret returns the webhook signing secret (the key
+// WebhookSecretKey of the credentials' secret). It first checks, as the
+// poll does, whether a new version of the secret was written, so a
+// rotated webhook secret signs the next delivery; when Vault cannot be
+// reached it returns the one held.
+func (c *Credentials) WebhookSecret(ctx context.Context) (token.Secret, error) {
+	c.poll(ctx)
+	h := c.held.Load()
+	if h == nil {
+		return "", fmt.Errorf("vault: read %s/%s: no version read yet", c.c.mount, c.o.Path)
+	}
+	if h.webhook.IsZero() {
+		return "", fmt.Errorf("vault: read %s/%s: missing key %q (the webhook signing secret)", c.c.mount, c.o.Path, c.o.WebhookSecretKey)
+	}
+	return h.webhook, nil
 }

@@ -60,6 +60,9 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 		RedirectURIs: []string{publicURL + "/redirect"},
 		AccessTTL:    *ttl,
 		DefaultUser:  "demo.lecturer",
+		// An upload stays Processing for a few seconds, so GET
+		// /-/uploads/{id} shows it Processing, then Complete with a session.
+		ProcessingDelay: 5 * time.Second,
 	})
 	psrv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
 	// The stand-in and the sidecar are this function's goroutines: it
@@ -129,8 +132,12 @@ Try, with no token in hand:
   curl -s %s/-/status
   curl -s %s/metrics | grep panopto_sidecar_
 
+Upload a file as a video, then follow it (Processing, then Complete with a session):
+  curl -s -X POST -T FILE -H 'Content-Type: video/mp4' '%s/-/uploads?folder_id=%s&name=demo.mp4'
+  curl -s %s/-/uploads/ID
+
 Ctrl-C stops both.
-`, upstream, *ttl, publicURL, publicURL, publicURL, publicURL)
+`, upstream, *ttl, publicURL, publicURL, publicURL, publicURL, publicURL, panoptofake.FolderCOS10009, publicURL)
 	<-sc.done // serve returns when ctx ends, or when it fails
 	return sc.err
 }

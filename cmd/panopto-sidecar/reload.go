@@ -238,6 +238,7 @@ func (s *sidecar) apply(ctx context.Context, cur, next *config.Config) error {
 		s.keepalive.Update(keepAliveSettings(next))
 	}
 	s.handler.Update(s.proxyOptions(next))
+	setSender(s.watcher, s.webhookSender(next))
 	s.level.Set(parseLevel(next.Log.Level))
 	return nil
 }

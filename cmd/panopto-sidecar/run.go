@@ -9,6 +9,8 @@ import (
 	"net"
 	"slices"
 	"strings"
+
+	"github.com/doubtfire-lms/panopto-sidecar/watch"
 )
 
 // exitStatus carries a specific exit code without printing anything more.
@@ -116,4 +118,7 @@ type serveOptions struct {
 	// sidecar and the listeners' addresses (public nil without one).
 	wrapMain, wrapPublic func(net.Listener) net.Listener
 	served               func(s *sidecar, main, public net.Addr)
+	// tuneWatch changes the upload watch's options (a shorter poll
+	// schedule, scan and lease) before it is made.
+	tuneWatch func(*watch.Options)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/proxy"
 	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/vault"
+	"github.com/doubtfire-lms/panopto-sidecar/watch"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 )
@@ -45,6 +46,8 @@ type sidecar struct {
 	keepalive *token.KeepAlive // nil: accounts off, or a store that cannot list
 	certs     *tlsconf.Manager // nil: plain HTTP
 	holder    string           // this replica's name in refresh leases
+	watcher   *watch.Watcher   // follows uploads after Panopto accepted them
+	tuneWatch func(*watch.Options)
 }
 
 // serve runs the sidecar until ctx ends or a server fails, then shuts down
@@ -69,6 +72,8 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		metrics:  proxy.NewMetrics(),
 		vault:    vault.NewHolder(getenv, log),
 		holder:   replicaName(getenv, cfg.Listen),
+
+		tuneWatch: opts.tuneWatch,
 	}
 	defer s.vault.Close() // once nothing reads through it any more
 
@@ -108,6 +113,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 	reload := s.reloader.watch(s.apply)
 	g.Go(func() error { reload(life); return nil })
 	g.Go(func() error { return s.accounts.Run(life) })
+	g.Go(func() error { return s.watcher.Run(life) })
 	if s.keepalive != nil {
 		g.Go(func() error { s.keepalive.Run(life); return nil })
 	}
@@ -221,6 +227,9 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	s.accounts = token.NewPool(po)
+	if s.watcher, err = s.newWatcher(cfg, tr, s.tuneWatch); err != nil {
+		return err
+	}
 	s.handler = proxy.New(proxy.Deps{
 		Accounts:     s.accounts,
 		Credentials:  s.creds,
@@ -232,6 +241,7 @@ func (s *sidecar) build(ctx context.Context, cfg *config.Config) error {
 		Revoke:       s.revoke,
 		Connect:      proxy.ConnectDeps{Store: s.store, HTTPClient: s.tokenHTTP},
 		Disconnected: s.disconnected(),
+		Watcher:      s.watcher,
 	}, s.proxyOptions(cfg))
 	s.keepalive = s.keepAlive(cfg)
 	s.reloader.register(s.metrics.Registry)
@@ -398,6 +408,7 @@ func (s *sidecar) statusExtras() map[string]any {
 		"replica":     s.holder,
 		"accounts":    s.accounts.Status(),
 		"version":     currentVersion().Version,
+		"uploads":     s.watchStatus(cfg),
 	}
 	cs := map[string]any{"source": cfg.Credentials.Source}
 	if c, err := s.creds.Credentials(context.Background()); err == nil {

@@ -88,5 +88,7 @@ func credentialsOptions(c config.Credentials) vault.CredentialsOptions {
 		PasswordKey:  c.PasswordKey,
 		AppKeyKey:    c.AppKeyKey,
 		PollInterval: c.PollInterval.D(),
+
+		WebhookSecretKey: c.WebhookSecretKey,
 	}
 }

@@ -118,14 +118,19 @@ type uploadState struct {
 	ID        string `json:"id"`
 	State     int    `json:"state"`
 	StateName string `json:"state_name"`
-	SessionID string `json:"session_id"`
+	SessionID string `json:"session_id"` // an upload not watched
 	Message   string `json:"message"`
+	// A watched upload names its session here.
+	Session *struct {
+		ID string `json:"id"`
+	} `json:"session"`
 }
 
-// pollUpload GETs /-/uploads/{id} as account until a final state.
+// pollUpload GETs /-/uploads/{id} as account until a final state, which
+// the sidecar's watch reads from Panopto 2 s and then 4 s later.
 func pollUpload(t *testing.T, base, account, id string) uploadState {
 	t.Helper()
-	for range 50 {
+	for range 300 {
 		req, _ := http.NewRequest(http.MethodGet, base+"/-/uploads/"+id, nil)
 		if account != "" {
 			req.Header.Set("X-Panopto-User", account)
@@ -140,11 +145,14 @@ func pollUpload(t *testing.T, base, account, id string) uploadState {
 		if resp.StatusCode != 200 || err != nil {
 			t.Fatalf("GET /-/uploads/%s: %d %v", id, resp.StatusCode, err)
 		}
+		if st.SessionID == "" && st.Session != nil {
+			st.SessionID = st.Session.ID
+		}
 		switch st.State {
 		case 2, 4, 5, 7, 8:
 			return st
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("upload %s never reached a final state", id)
 	return uploadState{}

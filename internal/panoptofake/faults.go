@@ -123,3 +123,15 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, f Fault) boo
 	}
 	return true
 }
+
+// FailProcessing makes the processing of every upload whose manifest names
+// a file called name end in ProcessingError (State 5) with message, as
+// Panopto's does for a file it cannot decode. No session is created.
+func (s *Server) FailProcessing(name, message string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failFiles == nil {
+		s.failFiles = map[string]string{}
+	}
+	s.failFiles[name] = message
+}

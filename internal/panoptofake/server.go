@@ -107,6 +107,7 @@ type Server struct {
 	denyNext     bool
 	tokenFaults  []Fault
 	apiFaults    []Fault
+	failFiles    map[string]string // FailProcessing: file name → message
 	codes        map[string]*authCode
 	grants       map[string]*grant
 	access       map[string]*accessToken

@@ -291,6 +291,10 @@ func (s *Server) beginLocked(u *upload) {
 				msg = "MediaFileMissing: " + f
 				break
 			}
+			if m := s.failFiles[path.Base(f)]; m != "" {
+				msg = m
+				break
+			}
 		}
 	}
 	if msg != "" {

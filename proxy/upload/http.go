@@ -113,13 +113,18 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds())))
 	}
+	writeJSON(w, e.Status, ErrorBody(e))
+}
+
+// ErrorBody is the JSON object WriteError answers for e.
+func ErrorBody(e *Error) map[string]any {
 	body := map[string]any{"error": e.Code, "detail": e.Detail}
 	if e.ID != "" {
 		body["id"] = e.ID
 		body["multipart_aborted"] = e.Aborted
 		body["session_cancelled"] = e.Cancelled
 	}
-	writeJSON(w, e.Status, body)
+	return body
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

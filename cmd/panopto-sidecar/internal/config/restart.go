@@ -6,7 +6,8 @@ import "reflect"
 // reloading, in the order a reload reports them: the listener with its TLS
 // and client certificates, the server and transport timeouts, the upstream's
 // extra roots, where tokens are stored, the per-account machinery, the log
-// format, and the vault: section while the token store is in Vault (the
+// format, the upload watch's bounds (the watch keeps those it started
+// with), and the vault: section while the token store is in Vault (the
 // store holds its client for the process's life). Everything else, upstream
 // and credentials.source included, applies on reload. README.md lists the
 // same keys (TestREADMEListsRestartOnlyKeys).
@@ -21,6 +22,8 @@ var restartOnly = []restartKey{
 	{path: "token_store", keep: field(func(c *Config) *TokenStore { return &c.TokenStore })},
 	{path: "accounts.mode", keep: field(func(c *Config) *AccountsMode { return &c.Accounts.Mode })},
 	{path: "log.format", keep: field(func(c *Config) *string { return &c.Log.Format })},
+	{path: "uploads.watch_for", keep: field(func(c *Config) *Duration { return &c.Uploads.WatchFor })},
+	{path: "uploads.retention", keep: field(func(c *Config) *Duration { return &c.Uploads.Retention })},
 	{
 		path: "vault",
 		when: func(cur *Config) bool { return cur.TokenStore.Type == TokenStoreVault },
