@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"sync"
 
 	"github.com/doubtfire-lms/panopto-sidecar/cmd/panopto-sidecar/internal/config"
-	"github.com/doubtfire-lms/panopto-sidecar/proxy/upload"
+	"github.com/doubtfire-lms/panopto-sidecar/proxy"
 	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/watch"
 	"github.com/doubtfire-lms/panopto-sidecar/webhook"
@@ -26,7 +24,7 @@ func (s *sidecar) newWatcher(cfg *config.Config, tr http.RoundTripper, tune func
 	}
 	o := watch.Options{
 		Store:     st,
-		Panopto:   &panoptoWatch{accounts: s.accounts, tr: tr, upstream: s.upstreamNow, log: s.log.With("component", "upload")},
+		Panopto:   proxy.WatchPanopto(s.accounts, tr, s.upstreamNow, s.log.With("component", "upload")),
 		Holder:    s.holder,
 		WatchFor:  cfg.Uploads.WatchFor.D(),
 		Retention: cfg.Uploads.Retention.D(),
@@ -78,60 +76,6 @@ func (s *sidecar) webhookSecret(ctx context.Context) (token.Secret, error) {
 		return "", fmt.Errorf("$%s: %w", webhook.SecretEnv, err)
 	}
 	return token.Secret(v), nil
-}
-
-// panoptoWatch is watch.Panopto: the account's token manager from the
-// pool and the upload engine's reads, to the upstream in force.
-type panoptoWatch struct {
-	accounts *token.Pool
-	tr       http.RoundTripper
-	upstream func() *url.URL
-	log      *slog.Logger
-
-	mu  sync.Mutex
-	at  string // the upstream u was made for
-	eng *upload.Uploader
-}
-
-var _ watch.Panopto = (*panoptoWatch)(nil)
-
-func (p *panoptoWatch) engine() *upload.Uploader {
-	up := p.upstream()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.eng == nil || p.at != up.String() {
-		// Reads only: no part buffers are ever taken from its budget.
-		p.eng = upload.New(upload.Options{Upstream: up, Transport: p.tr, Logger: p.log})
-		p.at = up.String()
-	}
-	return p.eng
-}
-
-// Upload implements watch.Panopto.
-func (p *panoptoWatch) Upload(ctx context.Context, account, id string) (watch.Status, error) {
-	m, err := p.accounts.Manager(ctx, account)
-	if err != nil {
-		return watch.Status{}, fmt.Errorf("account %q: %w", account, err)
-	}
-	st, err := p.engine().Get(ctx, m, id)
-	if err != nil {
-		return watch.Status{}, err
-	}
-	return watch.Status{State: st.State, SessionID: st.SessionID, Message: st.Message}, nil
-}
-
-// Session implements watch.Panopto.
-func (p *panoptoWatch) Session(ctx context.Context, account, sessionID string) (watch.Session, error) {
-	m, err := p.accounts.Manager(ctx, account)
-	if err != nil {
-		return watch.Session{}, fmt.Errorf("account %q: %w", account, err)
-	}
-	s, err := p.engine().Session(ctx, m, sessionID)
-	if err != nil {
-		return watch.Session{}, err
-	}
-	return watch.Session{ID: s.ID, Name: s.Name, ViewerURL: s.ViewerURL, EmbedURL: s.EmbedURL,
-		ThumbnailURL: s.ThumbnailURL, Duration: s.Duration}, nil
 }
 
 // registerWatchMetrics exposes the watch's counts.
