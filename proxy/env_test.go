@@ -108,6 +108,7 @@ type envConfig struct {
 	secret    string
 	transport TransportOptions
 	fakeOpts  func(*panoptofake.Options)
+	watcher   Watcher
 }
 
 type testEnv struct {
@@ -214,6 +215,7 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 		Logger:      logger.With("component", "proxy"),
 		Metrics:     e.metrics,
 		Connect:     ConnectDeps{Now: clk.Now}, // the stand-in's id_tokens are dated by clk
+		Watcher:     cfg.watcher,
 	}, Options{
 		Upstream:            e.upURL,
 		PublicURL:           publicURL,
