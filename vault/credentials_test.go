@@ -105,3 +105,30 @@ func TestCredentialsCustomKeysAndMissingSecret(t *testing.T) {
 		t.Error("missing secret not recorded in Status")
 	}
 }
+
+// TestWebhookSecret: the webhook signing secret comes from its own key of
+// the credentials path; a version without it says which key is missing
+// (and not the values), while the client credentials stay usable.
+func TestWebhookSecret(t *testing.T) {
+	t.Parallel()
+	srv := vaulttest.StartDev(t)
+	root := srv.Client(t)
+	putKV(t, root, "panopto/client", map[string]any{"client_id": "id-1", "client_secret": "secret-one"})
+	c := newClient(t, vault.Config{Address: srv.Addr()}, func(k string) string {
+		return map[string]string{"VAULT_TOKEN": srv.RootToken()}[k]
+	}, nil)
+	creds := vault.NewCredentials(c, vault.CredentialsOptions{Path: "panopto/client", WebhookSecretKey: "hook"}, nil)
+	_, err := creds.WebhookSecret(ctxT(t))
+	if err == nil || !strings.Contains(err.Error(), `missing key "hook"`) || strings.Contains(err.Error(), "secret-one") {
+		t.Fatalf("no webhook key: %v", err)
+	}
+	if got, err := creds.Credentials(ctxT(t)); err != nil || got.ID != "id-1" {
+		t.Fatalf("client credentials without a webhook key: %+v, %v", got, err)
+	}
+	putKV(t, root, "panopto/client", map[string]any{"client_id": "id-1", "client_secret": "secret-one", "hook": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+	// Read at each use: the new version is seen without a poller running.
+	testsupport.WaitFor(t, 10*time.Second, "the webhook secret", func() bool {
+		s, err := creds.WebhookSecret(ctxT(t))
+		return err == nil && s.Reveal() == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	})
+}
