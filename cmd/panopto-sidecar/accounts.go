@@ -27,6 +27,7 @@ func (s *sidecar) poolOptions(cfg *config.Config) (token.PoolOptions, error) {
 		Hooks:        token.Hooks{Refresh: s.metrics.RefreshResult, Expiry: s.metrics.TokenExpiry},
 		Grant:        grant,
 		Mode:         mode,
+		Timing:       s.timing,
 		PoolSettings: poolSettings(cfg),
 	}, nil
 }

@@ -71,6 +71,13 @@ type sidecarProc struct {
 // config.yaml and runs `panopto-sidecar serve -config FILE` in-process.
 func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *sidecarProc {
 	t.Helper()
+	return startSidecarWith(t, dir, addr, cfg, env, nil)
+}
+
+// startSidecarWith is startSidecar with serve's test options (opts nil:
+// through the command line, as startSidecar).
+func startSidecarWith(t testing.TB, dir, addr, cfg string, env map[string]string, opts *serveOptions) *sidecarProc {
+	t.Helper()
 	url := "http://" + addr
 	cfg = strings.ReplaceAll(cfg, "{{LISTEN}}", addr)
 	cfg = strings.ReplaceAll(cfg, "{{URL}}", url)
@@ -95,7 +102,11 @@ func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *s
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &testsupport.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
-		p.err = run(ctx, []string{"serve", "-config", path}, getenv, io.Discard, p.Logs)
+		if opts == nil {
+			p.err = run(ctx, []string{"serve", "-config", path}, getenv, io.Discard, p.Logs)
+		} else {
+			p.err = serve(ctx, path, getenv, p.Logs, *opts)
+		}
 		close(p.done)
 	}()
 	t.Cleanup(func() {

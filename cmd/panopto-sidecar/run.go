@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 	"github.com/doubtfire-lms/panopto-sidecar/watch"
 )
 
@@ -121,4 +122,6 @@ type serveOptions struct {
 	// tuneWatch changes the upload watch's options (a shorter poll
 	// schedule, scan and lease) before it is made.
 	tuneWatch func(*watch.Options)
+	// tokenTiming shortens the token managers' waits (zero: the defaults).
+	tokenTiming token.Timing
 }

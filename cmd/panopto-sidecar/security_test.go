@@ -16,6 +16,7 @@ import (
 
 	"github.com/doubtfire-lms/panopto-sidecar/internal/panoptofake"
 	"github.com/doubtfire-lms/panopto-sidecar/internal/testsupport"
+	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
 // rawRequest writes req to addr over a raw TCP connection and returns the
@@ -233,7 +234,9 @@ func TestTokenEndpointOutage(t *testing.T) {
 	dir := t.TempDir()
 	addr := holdAddr(t)
 	pan := startPanopto(t, panoptofake.Options{RedirectURIs: []string{"http://" + addr + "/redirect"}, AccessTTL: 3 * time.Second})
-	sc := startSidecar(t, dir, addr, baseConfig(pan.URL, dir), nil)
+	// Retries back off from 1 s as shipped, but to 4 s apart at most
+	// instead of a minute, so recovery is not a wait for the next retry.
+	sc := startSidecarWith(t, dir, addr, baseConfig(pan.URL, dir), nil, &serveOptions{tokenTiming: token.Timing{RetryMax: 4 * time.Second}})
 	logIn(t, sc.URL)
 	obtained := time.Now()
 	var status struct {

@@ -48,6 +48,7 @@ type sidecar struct {
 	holder    string           // this replica's name in refresh leases
 	watcher   *watch.Watcher   // follows uploads after Panopto accepted them
 	tuneWatch func(*watch.Options)
+	timing    token.Timing // the managers' waits (tests shorten them)
 }
 
 // serve runs the sidecar until ctx ends or a server fails, then shuts down
@@ -74,6 +75,7 @@ func serve(ctx context.Context, path string, getenv func(string) string, stderr 
 		holder:   replicaName(getenv, cfg.Listen),
 
 		tuneWatch: opts.tuneWatch,
+		timing:    opts.tokenTiming,
 	}
 	defer s.vault.Close() // once nothing reads through it any more
 

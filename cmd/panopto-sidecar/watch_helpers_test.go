@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -139,47 +136,7 @@ func fastWatch(o *watch.Options) {
 // startWatchSidecar is startSidecar with the upload watch's options tuned.
 func startWatchSidecar(t testing.TB, dir, addr, cfg string, env map[string]string, tune func(*watch.Options)) *sidecarProc {
 	t.Helper()
-	url := "http://" + addr
-	cfg = strings.ReplaceAll(cfg, "{{LISTEN}}", addr)
-	cfg = strings.ReplaceAll(cfg, "{{URL}}", url)
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	getenv := func(k string) string {
-		if v, ok := env[k]; ok {
-			return v
-		}
-		switch k {
-		case "PANOPTO_CLIENT_ID":
-			return testClientID
-		case "PANOPTO_CLIENT_SECRET":
-			return testClientSecret
-		}
-		return ""
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &testsupport.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		p.err = serve(ctx, path, getenv, p.Logs, serveOptions{tuneWatch: tune})
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.Stop()
-		registerOutput(t.Name()+" sidecar log", p.Logs.String())
-		if t.Failed() {
-			t.Logf("sidecar log (without successful requests):\n%s", lastLines(withoutOK(p.Logs.String()), 80))
-		}
-	})
-	testsupport.WaitFor(t, 10*time.Second, "sidecar healthy", func() bool {
-		select {
-		case <-p.done:
-			t.Fatalf("sidecar exited: %v\n%s", p.err, p.Logs.String())
-		default:
-		}
-		return statusCode(url+"/-/healthz") == http.StatusOK
-	})
-	return p
+	return startSidecarWith(t, dir, addr, cfg, env, &serveOptions{tuneWatch: tune})
 }
 
 // uploadReq is one POST /-/uploads.
