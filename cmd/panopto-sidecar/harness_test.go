@@ -67,6 +67,23 @@ type sidecarProc struct {
 	err    error
 }
 
+// testEnv is the environment of an in-process sidecar: env, with the test
+// client's id and secret unless env sets them.
+func testEnv(env map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		switch k {
+		case "PANOPTO_CLIENT_ID":
+			return testClientID
+		case "PANOPTO_CLIENT_SECRET":
+			return testClientSecret
+		}
+		return ""
+	}
+}
+
 // startSidecar writes cfg (with {{LISTEN}} and {{URL}} filled in) to a temp
 // config.yaml and runs `panopto-sidecar serve -config FILE` in-process.
 func startSidecar(t testing.TB, dir, addr, cfg string, env map[string]string) *sidecarProc {
@@ -87,18 +104,7 @@ func startSidecarWith(t testing.TB, dir, addr, cfg string, env map[string]string
 			t.Fatal(err)
 		}
 	}
-	getenv := func(k string) string {
-		if v, ok := env[k]; ok {
-			return v
-		}
-		switch k {
-		case "PANOPTO_CLIENT_ID":
-			return testClientID
-		case "PANOPTO_CLIENT_SECRET":
-			return testClientSecret
-		}
-		return ""
-	}
+	getenv := testEnv(env)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &sidecarProc{t: t, URL: url, Config: path, Logs: &testsupport.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {

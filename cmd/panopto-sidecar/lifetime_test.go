@@ -101,18 +101,7 @@ shutdown_grace: 30s
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	getenv := func(k string) string {
-		if v, ok := env[k]; ok {
-			return v
-		}
-		switch k {
-		case "PANOPTO_CLIENT_ID":
-			return testClientID
-		case "PANOPTO_CLIENT_SECRET":
-			return testClientSecret
-		}
-		return ""
-	}
+	getenv := testEnv(env)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &lifetimeRun{cancel: cancel, done: make(chan struct{}), before: servedGoroutines(), logs: &testsupport.SyncBuffer{}}
 	served := make(chan struct{})

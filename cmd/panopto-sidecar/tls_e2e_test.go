@@ -28,15 +28,7 @@ import (
 // and waits until healthz answers 200 over HTTPS through client at base.
 func startTLSSidecar(t *testing.T, cfgPath string, client *http.Client, base string, within time.Duration) *sidecarProc {
 	t.Helper()
-	getenv := func(k string) string {
-		switch k {
-		case "PANOPTO_CLIENT_ID":
-			return testClientID
-		case "PANOPTO_CLIENT_SECRET":
-			return testClientSecret
-		}
-		return ""
-	}
+	getenv := testEnv(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &sidecarProc{t: t, URL: base, Config: cfgPath, Logs: &testsupport.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -458,15 +450,7 @@ func TestTLSRefusedCombinations(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			env := func(k string) string {
-				switch k {
-				case "PANOPTO_CLIENT_ID":
-					return testClientID
-				case "PANOPTO_CLIENT_SECRET":
-					return testClientSecret
-				}
-				return ""
-			}
+			env := testEnv(nil)
 			logs := &testsupport.SyncBuffer{}
 			start := time.Now()
 			done := make(chan error, 1)
