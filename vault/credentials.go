@@ -102,23 +102,21 @@ func orKey(k, def string) string {
 	return k
 }
 
-// Start reads the credentials and then, in the background, checks the
-// secret's metadata every PollInterval, reading it again when its
-// current_version changes. It returns at once; polling stops when ctx ends.
-func (c *Credentials) Start(ctx context.Context) {
-	go func() {
-		c.poll(ctx)
-		t := time.NewTicker(c.o.PollInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				c.poll(ctx)
-			}
+// Run reads the credentials and then checks the secret's metadata every
+// PollInterval, reading it again when its current_version changes, until
+// ctx ends.
+func (c *Credentials) Run(ctx context.Context) {
+	c.poll(ctx)
+	t := time.NewTicker(c.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.poll(ctx)
 		}
-	}()
+	}
 }
 
 // poll reads the secret if its current version differs from the held one.

@@ -41,7 +41,9 @@ func TestCredentials(t *testing.T) {
 	// Rotate while the poller runs: picked up through current_version.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	creds.Start(ctx)
+	polled := make(chan struct{})
+	go func() { creds.Run(ctx); close(polled) }()
+	defer func() { cancel(); <-polled }()
 	v2 := putKV(t, root, "panopto/client", map[string]any{"client_id": "id-2", "client_secret": "secret-two"})
 	testsupport.WaitFor(t, 10*time.Second, "rotated credentials", func() bool {
 		got, err := creds.Credentials(ctxT(t))

@@ -18,6 +18,7 @@ type Holder struct {
 	client *Client
 	creds  *Credentials
 	stop   context.CancelFunc // ends creds' polling
+	polls  sync.WaitGroup     // every Credentials.Run started, Close waits for
 }
 
 // HolderStatus is the Vault part of /-/status. It holds no secret.
@@ -87,7 +88,7 @@ func (h *Holder) Swap(ctx context.Context, cfg Config, o CredentialsOptions) (*C
 func (h *Holder) start(ctx context.Context, c *Client, o CredentialsOptions) (*Credentials, context.CancelFunc) {
 	creds := NewCredentials(c, o, h.logger)
 	cctx, stop := context.WithCancel(ctx)
-	creds.Start(cctx)
+	h.polls.Go(func() { creds.Run(cctx) })
 	return creds, stop
 }
 
@@ -124,14 +125,16 @@ func (h *Holder) Up() float64 {
 	return 0
 }
 
-// Close stops the credentials and the client held and forgets them; the
-// Holder is empty again, and a later Client or Credentials builds anew.
+// Close stops the credentials and the client held, waits for every
+// credentials poll it started to end, and forgets them; the Holder is
+// empty again, and a later Client or Credentials builds anew.
 func (h *Holder) Close() {
 	h.mu.Lock()
 	c, stop := h.client, h.stop
 	h.client, h.creds, h.stop = nil, nil, nil
 	h.mu.Unlock()
 	closeHeld(c, stop)
+	h.polls.Wait() // the credentials' polling, of this client and those swapped out
 }
 
 func closeHeld(c *Client, stop context.CancelFunc) {

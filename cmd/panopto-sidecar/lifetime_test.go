@@ -263,10 +263,26 @@ func refused(addr string) bool {
 // request in flight or none; serve returns nil only once the request
 // completed, and with nothing it started left running.
 func TestServeReturnsAfterEverythingEnded(t *testing.T) {
-	for _, inFlight := range []bool{true, false} {
-		t.Run(fmt.Sprintf("request in flight %v", inFlight), func(t *testing.T) {
+	for _, tc := range []struct {
+		inFlight, vault bool
+	}{{true, false}, {false, false}, {false, true}} {
+		t.Run(fmt.Sprintf("request in flight %v, vault %v", tc.inFlight, tc.vault), func(t *testing.T) {
+			inFlight := tc.inFlight
 			up := newHeldUpstream(t)
-			r := startLifetime(t, up, "public", make(chan struct{}), "", nil)
+			var extra string
+			var env map[string]string
+			if tc.vault {
+				// The Vault credentials' polling is serve's too.
+				vs := vaulttest.StartDev(t)
+				registerSecret(vs.RootToken())
+				if _, err := vs.Client(t).KVv2("secret").Put(context.Background(), "panopto/client",
+					map[string]any{"client_id": testClientID, "client_secret": testClientSecret}); err != nil {
+					t.Fatal(err)
+				}
+				extra = fmt.Sprintf("vault: {address: %s, auth: token, mount: secret}\ncredentials: {source: vault, path: panopto/client, poll_interval: 1s}\n", vs.Addr())
+				env = map[string]string{"VAULT_TOKEN": vs.RootToken(), "PANOPTO_CLIENT_ID": "", "PANOPTO_CLIENT_SECRET": ""}
+			}
+			r := startLifetime(t, up, "public", make(chan struct{}), extra, env)
 			// servedFrames names what serve runs: the check below can fail.
 			testsupport.WaitFor(t, 10*time.Second, "serve's goroutines to show", func() bool { return len(leftGoroutines(r.before)) > 0 })
 			if inFlight {
@@ -295,7 +311,7 @@ func TestServeReturnsAfterEverythingEnded(t *testing.T) {
 var servedFrames = []string{
 	"main.serve(", "main.serve.func", "main.(*sidecar).shutdown", "main.(*reloader).", "main.(*publicServer).",
 	"panopto-sidecar/token.(*KeepAlive).Run", "panopto-sidecar/token.(*Manager).loop", "panopto-sidecar/token.(*Pool).evictLoop",
-	"panopto-sidecar/token.(*Pool).Run",
+	"panopto-sidecar/token.(*Pool).Run", "panopto-sidecar/vault.(*Credentials).Run",
 }
 
 // servedGoroutines returns the goroutines running code serve starts, by
