@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/doubtfire-lms/panopto-sidecar/watch"
 	"io"
 	"net/http"
 	"net/url"
@@ -93,7 +94,7 @@ func (u *Uploader) Get(ctx context.Context, tokens Tokens, id string) (Status, e
 	if err := u.api(ctx, tokens, http.MethodGet, sessionUploadPath+"/"+url.PathEscape(id), nil, http.StatusOK, &s); err != nil {
 		return Status{}, classify(ctx, fmt.Errorf("get sessionUpload: %w", err))
 	}
-	st := Status{ID: s.ID, State: s.State, StateName: StateNames[s.State]}
+	st := Status{ID: s.ID, State: s.State, StateName: watch.StateNames[s.State]}
 	if st.ID == "" {
 		st.ID = id
 	}

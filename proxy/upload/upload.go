@@ -169,12 +169,6 @@ type Status struct {
 	Message   string `json:"message"`
 }
 
-// StateNames are Panopto's sessionUpload states.
-var StateNames = map[int]string{
-	0: "Uploading", 1: "UploadComplete", 2: "UploadCancelled", 3: "Processing", 4: "Complete",
-	5: "ProcessingError", 6: "DeletingFiles", 7: "Deleted", 8: "DeletingError",
-}
-
 // Error is a failed upload: the status and code to answer, what was cleaned
 // up at Panopto, and the cause (for the log; never sent to the client).
 type Error struct {
