@@ -25,7 +25,7 @@ const (
 )
 
 var stateNames = map[int]string{
-	0: "Created", 1: "UploadStarted", 2: "UploadCancelled", 3: "Processing", 4: "Complete",
+	0: "Uploading", 1: "UploadComplete", 2: "UploadCancelled", 3: "Processing", 4: "Complete",
 	5: "ProcessingError", 6: "DeletingFiles", 7: "Deleted", 8: "DeletingError",
 }
 
