@@ -225,6 +225,11 @@ func writeAtomic(name string, data []byte) error {
 		return fmt.Errorf("token store: rename to %s: %w", name, err)
 	}
 	ok = true
+	return syncDir(dir)
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("token store: open dir %s: %w", dir, err)

@@ -68,14 +68,5 @@ func (s *FileStore) Delete(ctx context.Context, key string, version int64) error
 	if err := os.Remove(name); err != nil {
 		return fmt.Errorf("token store: delete %s: %w", name, err)
 	}
-	dir := filepath.Dir(name)
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("token store: open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("token store: fsync dir %s: %w", dir, err)
-	}
-	return nil
+	return syncDir(filepath.Dir(name))
 }
