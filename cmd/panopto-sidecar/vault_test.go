@@ -144,11 +144,17 @@ func TestVaultReplicas(t *testing.T) {
 
 	// Phase 3: Vault down for longer than a refresh interval, right after a
 	// refresh (the token then has its whole life ahead).
+	// The outage must cover the refresh falling due (half the token's life)
+	// and end, a restarted Vault unsealed, before the token expires. Tokens
+	// live longer for this phase so that the margin between the two holds
+	// on a loaded machine too.
+	const ttl3 = 3 * ttl
+	pan.SetAccessTTL(ttl3)
 	// Wait for a refresh that every replica has adopted (replicas adopt
 	// when their own refresh falls due, within the jitter of each other).
 	r2 := pan.Stats().Refreshes
 	testsupport.WaitFor(t, 2*ttl, "a refresh", func() bool { return pan.Stats().Refreshes > r2 })
-	testsupport.WaitFor(t, ttl, "all replicas on the new token", func() bool {
+	testsupport.WaitFor(t, ttl3, "all replicas on the new token", func() bool {
 		var exp []string
 		for _, sc := range scs {
 			var s struct {
@@ -161,7 +167,7 @@ func TestVaultReplicas(t *testing.T) {
 			return false
 		}
 		at, err := time.Parse(time.RFC3339Nano, exp[0])
-		return err == nil && time.Until(at) > ttl*3/4 // the fresh token, not the one before
+		return err == nil && time.Until(at) > ttl3*3/4 // the fresh token, not the one before
 	})
 	storeErrors := func(sc *sidecarProc) float64 {
 		return metricValue(fetch(t, sc.URL+"/metrics"), `panopto_sidecar_token_refreshes_total{result="store_error"}`)
@@ -176,7 +182,7 @@ func TestVaultReplicas(t *testing.T) {
 	// Down until every replica's refresh fell due and failed for want of the
 	// store (half the token's life, less jitter), which is shorter than what
 	// is left of it.
-	testsupport.WaitFor(t, ttl*3/4, "a failed refresh at every replica", func() bool {
+	testsupport.WaitFor(t, ttl3*3/4, "a failed refresh at every replica", func() bool {
 		for i, sc := range scs {
 			if storeErrors(sc) == errorsBefore[i] {
 				return false

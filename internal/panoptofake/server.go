@@ -239,6 +239,13 @@ func (s *Server) RotateClientSecret(newSecret string) {
 	s.clientSecret = newSecret
 }
 
+// SetAccessTTL changes the lifetime of the access tokens issued from now on.
+func (s *Server) SetAccessTTL(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.AccessTTL = d
+}
+
 // DenyNextAuthorize makes the next well-formed authorize request redirect
 // back with error=access_denied, as when the user clicks "deny".
 func (s *Server) DenyNextAuthorize() {
