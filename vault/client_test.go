@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +185,41 @@ func TestAppRoleBadSecretID(t *testing.T) {
 	if _, err := os.Stat(secretFile); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCloseWaitsForTokenRenewal: a renewable token is kept alive by the
+// library's lifetime watcher on a goroutine of its own; once Close has
+// returned, that goroutine has ended too. Not parallel: no other test's
+// watcher may run beside it.
+func TestCloseWaitsForTokenRenewal(t *testing.T) {
+	srv := vaulttest.StartDev(t)
+	root := srv.Client(t)
+	setupPolicy(t, root)
+	for range 5 {
+		tok := newToken(t, root, "1h", true)
+		getenv := func(k string) string {
+			return map[string]string{"VAULT_ADDR": srv.Addr(), "VAULT_TOKEN": tok}[k]
+		}
+		logger, _ := newLogger(t)
+		c := newClient(t, vault.Config{}, getenv, logger)
+		testsupport.WaitFor(t, 10*time.Second, "token looked up", func() bool { return c.Status().Logins == 1 })
+		testsupport.WaitFor(t, 10*time.Second, "watcher running", func() bool { return watcherFrames() > 0 })
+		c.Close()
+		if n := watcherFrames(); n != 0 {
+			t.Fatalf("%d lifetime watcher goroutines still running after Close", n)
+		}
+	}
+}
+
+// watcherFrames counts the goroutines inside the Vault library's lifetime
+// watcher.
+func watcherFrames() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "(*LifetimeWatcher)") {
+			n++
+		}
+	}
+	return n
 }

@@ -109,7 +109,14 @@ func (c *Client) hold(ctx context.Context, sec *api.Secret) string {
 		if err != nil {
 			return "lifetime watcher: " + err.Error()
 		}
-		go w.Start()
+		// Stopped when leaving, without waiting: a renewal in flight must not
+		// hold up the next login. Close waits for it (run holds a count in
+		// c.wg while it runs, so adding to it here is safe).
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			w.Start()
+		}()
 		defer w.Stop()
 		doneCh, renewCh = w.DoneCh(), w.RenewCh()
 		expireAt(ttl)
