@@ -13,9 +13,9 @@ import (
 	"github.com/doubtfire-lms/panopto-sidecar/token"
 )
 
-// authorize sends a started login to the stand-in and returns the code it
-// redirects back with.
-func (e *env) authorize(l login.Login) string {
+// authorize sends a started login to the stand-in and returns the query it
+// redirects back with (code and state).
+func (e *env) authorize(l login.Login) url.Values {
 	e.t.Helper()
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Get(l.URL)
@@ -25,9 +25,9 @@ func (e *env) authorize(l login.Login) string {
 	resp.Body.Close()
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if err != nil || resp.StatusCode != http.StatusFound || loc.Query().Get("code") == "" {
-		e.t.Fatalf("authorize answered %d", resp.StatusCode)
+		e.t.Fatalf("authorize answered %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	return loc.Query().Get("code")
+	return loc.Query()
 }
 
 // TestExchangeCodeStoresNothing: ExchangeCode hands back the candidate grant
@@ -41,7 +41,7 @@ func TestExchangeCodeStoresNothing(t *testing.T) {
 	go m.Run(t.Context())
 
 	l := flow.BeginReturning(e.ep, clientID, "alice", "https://ontrack.example/done")
-	code := e.authorize(l)
+	code := e.authorize(l).Get("code")
 	done, err := flow.Finish(l.State, l.Binding, true)
 	if err != nil {
 		t.Fatal(err)

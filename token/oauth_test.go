@@ -95,17 +95,7 @@ func (e *env) managerWith(holder string, store token.Store, creds token.Credenti
 func (e *env) login(m *token.Manager, flow *login.LoginFlow) {
 	e.t.Helper()
 	l := flow.BeginReturning(e.ep, clientID, "", "")
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(l.URL)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || resp.StatusCode != http.StatusFound {
-		e.t.Fatalf("authorize answered %d %q", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	q := loc.Query()
+	q := e.authorize(l)
 	if q.Get("state") != l.State {
 		e.t.Fatalf("state not echoed")
 	}
