@@ -178,6 +178,13 @@ func (r *lifetimeRun) shutdownWaitsForRequest(t *testing.T, up *heldUpstream, go
 	if s := <-got; s != "200 done" {
 		t.Fatalf("the request in flight got %q, want 200 done", s)
 	}
+	r.returnedWithNothingLeft(t)
+}
+
+// returnedWithNothingLeft waits for serve to return and checks that every
+// goroutine it started has ended.
+func (r *lifetimeRun) returnedWithNothingLeft(t *testing.T) {
+	t.Helper()
 	select {
 	case <-r.done:
 	case <-time.After(30 * time.Second):
@@ -222,14 +229,7 @@ func TestServerFailureShutsEverythingDown(t *testing.T) {
 				// The main listener accepts nothing: the public one closes.
 				close(fail)
 				testsupport.WaitFor(t, 10*time.Second, "the public listener refuses connections", func() bool { return refused(r.pub) })
-				select {
-				case <-r.done:
-				case <-time.After(30 * time.Second):
-					t.Fatal("serve did not return")
-				}
-				if left := leftGoroutines(r.before); len(left) > 0 {
-					t.Fatalf("serve returned, but goroutines it started run on:\n%s", strings.Join(left, "\n\n"))
-				}
+				r.returnedWithNothingLeft(t)
 			} else {
 				got := r.holdRequest(t, up)
 				close(fail)
@@ -291,10 +291,7 @@ func TestServeReturnsAfterEverythingEnded(t *testing.T) {
 				r.shutdownWaitsForRequest(t, up, got)
 			} else {
 				r.cancel()
-				<-r.done
-				if left := leftGoroutines(r.before); len(left) > 0 {
-					t.Fatalf("serve returned, but goroutines it started run on:\n%s", strings.Join(left, "\n\n"))
-				}
+				r.returnedWithNothingLeft(t)
 			}
 			if r.err != nil {
 				t.Fatalf("serve returned %v, want nil", r.err)
